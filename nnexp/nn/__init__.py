@@ -1,0 +1,85 @@
+"""nnexp.nn — a small neural-network library in NumPy, one concept per file.
+
+module (Parameter, Module, Sequential) · layers (Dense, Dropout, BatchNorm1d) · activations ·
+losses (fused with the output nonlinearity) · init · optim · gradients (L2, clipping, norms) ·
+schedules · stats · gradcheck · mlp (builder). Imports NumPy only.
+"""
+
+from nnexp.nn.activations import (
+    ACTIVATIONS,
+    ELU,
+    GELU,
+    Activation,
+    Identity,
+    LeakyReLU,
+    ReLU,
+    Sigmoid,
+    Tanh,
+    make_activation,
+    sigmoid,
+)
+from nnexp.nn.gradcheck import gradcheck
+from nnexp.nn.gradients import (
+    add_l2_grad,
+    clip_by_global_norm,
+    clip_by_value,
+    global_norm,
+    grad_norms,
+    l2_penalty,
+)
+from nnexp.nn.init import INITIALIZERS, initialize
+from nnexp.nn.layers import BatchNorm1d, Dense, Dropout
+from nnexp.nn.losses import LOSS_FOR_TASK, LOSSES, MSE, Loss, SigmoidBCE, SoftmaxCrossEntropy
+from nnexp.nn.mlp import mlp
+from nnexp.nn.module import Module, Parameter, Sequential
+from nnexp.nn.optim import OPTIMIZERS, SGD, Adam, AdamW, Optimizer, RMSprop
+from nnexp.nn.schedules import SCHEDULES, Schedule
+from nnexp.nn.stats import StatsAccumulator, activation_stats, gradient_stats, update_ratios
+
+__all__ = [
+    "ACTIVATIONS",
+    "ELU",
+    "GELU",
+    "INITIALIZERS",
+    "LOSSES",
+    "LOSS_FOR_TASK",
+    "MSE",
+    "OPTIMIZERS",
+    "SCHEDULES",
+    "SGD",
+    "Activation",
+    "Adam",
+    "AdamW",
+    "BatchNorm1d",
+    "Dense",
+    "Dropout",
+    "Identity",
+    "LeakyReLU",
+    "Loss",
+    "Module",
+    "Optimizer",
+    "Parameter",
+    "RMSprop",
+    "ReLU",
+    "Schedule",
+    "Sequential",
+    "Sigmoid",
+    "SigmoidBCE",
+    "SoftmaxCrossEntropy",
+    "StatsAccumulator",
+    "Tanh",
+    "activation_stats",
+    "add_l2_grad",
+    "clip_by_global_norm",
+    "clip_by_value",
+    "global_norm",
+    "grad_norms",
+    "gradcheck",
+    "gradient_stats",
+    "initialize",
+    "l2_penalty",
+    "make_activation",
+    "mlp",
+    "sigmoid",
+    "update_ratios",
+]

@@ -1,0 +1,199 @@
+"""Elementwise activation layers.
+
+Each layer keeps what its derivative needs — usually its *output*, so that it can run in place
+(``inplace=True``: forward overwrites its input, backward overwrites the incoming gradient).
+`mlp()` turns in-place on where the arrays involved belong to the neighbouring layers.
+
+Class attributes tell `stats` how to read an activation: ``dies`` (a unit that is never positive
+passes no gradient: the ReLU family) and ``saturation`` (output bounds beyond which the local
+derivative is below ~8% of its peak: sigmoid and tanh).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from nnexp.nn.module import Module
+from nnexp.nn.registry import Registry
+
+ACTIVATIONS: Registry[type[Activation]] = Registry("activation")
+
+
+def sigmoid(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """1/(1+e^-x) computed as (1 + tanh(x/2)) / 2: no overflow for any x, one transcendental."""
+    y = np.multiply(x, x.dtype.type(0.5), out=out)
+    np.tanh(y, out=y)
+    y += 1
+    y *= x.dtype.type(0.5)
+    return y
+
+
+class Activation(Module):
+    dies = False
+    saturation: tuple[float, float] | None = None
+
+    def __init__(self, inplace: bool = False) -> None:
+        super().__init__()
+        self.inplace = inplace
+        self._y: np.ndarray | None = None
+
+    @property
+    def output(self) -> np.ndarray | None:
+        """The last training-mode output (for activation statistics)."""
+        return self._y
+
+    def _out(self, x: np.ndarray) -> np.ndarray:
+        return x if self.inplace else x.copy()
+
+    def _dx(self, dy: np.ndarray) -> np.ndarray:
+        return dy if self.inplace else dy.copy()
+
+
+@ACTIVATIONS.register("identity", "linear")
+class Identity(Activation):
+    kind = "identity"
+
+    def forward(self, x, training=False):
+        return x
+
+    def backward(self, dy, need_dx=True):
+        return dy
+
+
+@ACTIVATIONS.register("relu")
+class ReLU(Activation):
+    kind = "relu"
+    dies = True
+
+    def forward(self, x, training=False):
+        y = np.maximum(x, 0, out=self._out(x))
+        if training:
+            self._y = y
+        return y
+
+    def backward(self, dy, need_dx=True):
+        dx = self._dx(dy)
+        dx[self._y <= 0] = 0
+        return dx
+
+
+@ACTIVATIONS.register("leaky_relu")
+class LeakyReLU(Activation):
+    kind = "leaky_relu"
+    dies = True
+
+    def __init__(self, alpha: float = 0.01, inplace: bool = False) -> None:
+        super().__init__(inplace)
+        self.alpha = alpha
+
+    def forward(self, x, training=False):
+        y = self._out(x)
+        np.multiply(y, y.dtype.type(self.alpha), out=y, where=y < 0)
+        if training:
+            self._y = y
+        return y
+
+    def backward(self, dy, need_dx=True):
+        dx = self._dx(dy)
+        np.multiply(dx, dx.dtype.type(self.alpha), out=dx, where=self._y <= 0)
+        return dx
+
+
+@ACTIVATIONS.register("elu")
+class ELU(Activation):
+    kind = "elu"
+    dies = True
+
+    def __init__(self, alpha: float = 1.0, inplace: bool = False) -> None:
+        super().__init__(inplace)
+        self.alpha = alpha
+
+    def forward(self, x, training=False):
+        y = self._out(x)
+        neg = y < 0
+        y[neg] = np.expm1(y[neg]) * y.dtype.type(self.alpha)
+        if training:
+            self._y = y
+        return y
+
+    def backward(self, dy, need_dx=True):
+        # For x < 0: d/dx alpha(e^x - 1) = alpha e^x = y + alpha.
+        dx = self._dx(dy)
+        neg = self._y < 0
+        dx[neg] *= self._y[neg] + dx.dtype.type(self.alpha)
+        return dx
+
+
+@ACTIVATIONS.register("tanh")
+class Tanh(Activation):
+    kind = "tanh"
+    saturation = (-0.96, 0.96)
+
+    def forward(self, x, training=False):
+        y = np.tanh(x, out=self._out(x))
+        if training:
+            self._y = y
+        return y
+
+    def backward(self, dy, need_dx=True):
+        d = np.square(self._y)
+        np.subtract(1, d, out=d)
+        dx = self._dx(dy)
+        dx *= d
+        return dx
+
+
+@ACTIVATIONS.register("sigmoid")
+class Sigmoid(Activation):
+    kind = "sigmoid"
+    saturation = (0.02, 0.98)
+
+    def forward(self, x, training=False):
+        y = sigmoid(x, out=self._out(x))
+        if training:
+            self._y = y
+        return y
+
+    def backward(self, dy, need_dx=True):
+        d = np.subtract(1, self._y)
+        d *= self._y
+        dx = self._dx(dy)
+        dx *= d
+        return dx
+
+
+@ACTIVATIONS.register("gelu")
+class GELU(Activation):
+    """GELU, tanh approximation: 0.5 x (1 + tanh(c (x + 0.044715 x³))), c = sqrt(2/pi).
+    It needs its input for the derivative, so its forward never runs in place."""
+
+    kind = "gelu"
+    _C = math.sqrt(2.0 / math.pi)
+    _K = 0.044715
+
+    def forward(self, x, training=False):
+        t = np.tanh(x.dtype.type(self._C) * (x + x.dtype.type(self._K) * x**3))
+        y = 0.5 * x * (1 + t)
+        if training:
+            self._x, self._t, self._y = x, t, y
+        return y
+
+    def backward(self, dy, need_dx=True):
+        x, t = self._x, self._t
+        c, k = x.dtype.type(self._C), x.dtype.type(self._K)
+        du = c * (1 + 3 * k * x * x)
+        d = 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * du
+        dx = self._dx(dy)
+        dx *= d
+        return dx
+
+
+def make_activation(name: str, **kwargs) -> Activation:
+    """An activation layer by name; kwargs (e.g. ``alpha``) go to its constructor."""
+    cls = ACTIVATIONS.lookup(name)
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:
+        raise ValueError(f"activation {name!r} does not accept {sorted(kwargs)}: {exc}") from None

@@ -1,0 +1,51 @@
+"""Build a multilayer perceptron from a plain description (what a config holds)."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+
+import numpy as np
+
+from nnexp.nn.activations import make_activation
+from nnexp.nn.layers import BatchNorm1d, Dense, Dropout
+from nnexp.nn.module import Module, Sequential
+
+
+def mlp(
+    in_features: int,
+    hidden: Sequence[int],
+    out_features: int,
+    *,
+    activation: str = "relu",
+    init: str = "he_normal",
+    init_kwargs: dict | None = None,
+    activation_kwargs: dict | None = None,
+    dropout: float = 0.0,
+    batch_norm: bool = False,
+    dtype=np.float32,
+    seed: int = 0,
+) -> Sequential:
+    """Dense → [BatchNorm1d] → activation → [Dropout] per hidden layer, then a Dense output
+    layer producing logits (the loss applies the output nonlinearity)."""
+    widths = [in_features, *hidden]
+    if any(w < 1 for w in [*widths, out_features]):
+        raise ValueError(f"layer widths must be >= 1, got {[*widths, out_features]}")
+    rng = np.random.default_rng(seed)
+    # Dropout draws from its own stream, so turning it on does not change the initial weights.
+    dropout_rng = np.random.default_rng([seed, 1])
+    modules: list[Module] = []
+    for fan_in, fan_out in itertools.pairwise(widths):
+        modules.append(
+            Dense(fan_in, fan_out, init=init, rng=rng, dtype=dtype, init_kwargs=init_kwargs)
+        )
+        if batch_norm:
+            modules.append(BatchNorm1d(fan_out, dtype=dtype))
+        # In place is safe here: the layer before owns the array, the one after owns the gradient.
+        modules.append(make_activation(activation, inplace=True, **(activation_kwargs or {})))
+        if dropout:
+            modules.append(Dropout(dropout, rng=dropout_rng))
+    modules.append(
+        Dense(widths[-1], out_features, init=init, rng=rng, dtype=dtype, init_kwargs=init_kwargs)
+    )
+    return Sequential(modules)

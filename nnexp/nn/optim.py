@@ -1,0 +1,169 @@
+"""Optimizers: update parameters in place from their `.grad`.
+
+State is keyed by parameter name, and `state_dict()` is a flat ``{str: ndarray}`` so it saves to
+an `.npz` checkpoint as is; `load_state_dict` restores it so a resumed run continues bit for bit.
+Hyperparameters are cast to the parameters' dtype once (NumPy 2 promotes float32 arrays to
+float64 when combined with a float64 *scalar*).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+import numpy as np
+
+from nnexp.nn.module import Parameter
+from nnexp.nn.registry import Registry
+
+OPTIMIZERS: Registry[type[Optimizer]] = Registry("optimizer")
+
+
+class Optimizer:
+    slots: tuple[str, ...] = ()  # per-parameter state arrays, e.g. ("m", "v") for Adam
+
+    def __init__(self, params: Iterable[Parameter], lr: float) -> None:
+        self.params = list(params)
+        if not self.params:
+            raise ValueError("optimizer got no parameters")
+        if not lr > 0:
+            raise ValueError(f"learning rate must be > 0, got {lr}")
+        self.lr = lr
+        self.t = 0  # steps taken
+        self.state = {p.name: {s: np.zeros_like(p.value) for s in self.slots} for p in self.params}
+        self._scratch = {p.name: np.empty_like(p.value) for p in self.params}
+
+    def step(self) -> None:
+        self.t += 1
+        for p in self.params:
+            self.update(p, self.state[p.name], self._scratch[p.name], p.value.dtype.type)
+
+    def update(self, p: Parameter, state: dict, scratch: np.ndarray, f) -> None:
+        """Update `p.value` in place; `f` casts Python floats to the parameter's dtype."""
+        raise NotImplementedError
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        flat = {"t": np.asarray(self.t, dtype=np.int64), "lr": np.asarray(self.lr)}
+        for name, slots in self.state.items():
+            for slot, value in slots.items():
+                flat[f"{name}/{slot}"] = value
+        return flat
+
+    def load_state_dict(self, flat: dict[str, np.ndarray]) -> None:
+        expected = {"t", "lr"} | {f"{n}/{s}" for n, slots in self.state.items() for s in slots}
+        if set(flat) != expected:
+            missing, extra = sorted(expected - set(flat)), sorted(set(flat) - expected)
+            raise ValueError(f"optimizer state mismatch: missing {missing}, unexpected {extra}")
+        for name, slots in self.state.items():
+            for slot, value in slots.items():
+                src = flat[f"{name}/{slot}"]
+                if src.shape != value.shape or src.dtype != value.dtype:
+                    raise ValueError(
+                        f"optimizer state {name}/{slot}: expected {value.shape} {value.dtype}, "
+                        f"got {src.shape} {src.dtype}"
+                    )
+                np.copyto(value, src)
+        self.t = int(flat["t"])
+        self.lr = float(flat["lr"])
+
+
+@OPTIMIZERS.register("sgd")
+class SGD(Optimizer):
+    """v = mu v + g;  w -= lr (g + mu v) with Nesterov, else lr v (PyTorch's formulation)."""
+
+    def __init__(self, params, lr: float, momentum: float = 0.0, nesterov: bool = False) -> None:
+        if not 0.0 <= momentum < 1.0:
+            raise ValueError(f"momentum must be in [0, 1), got {momentum}")
+        if nesterov and momentum == 0.0:
+            raise ValueError("nesterov needs momentum > 0")
+        self.slots = ("velocity",) if momentum else ()
+        super().__init__(params, lr)
+        self.momentum, self.nesterov = momentum, nesterov
+
+    def update(self, p, state, scratch, f):
+        g = p.grad
+        if self.momentum:
+            v = state["velocity"]
+            v *= f(self.momentum)
+            v += g
+            if self.nesterov:
+                np.multiply(v, f(self.momentum), out=scratch)
+                scratch += g
+                g = scratch
+            else:
+                g = v
+        np.multiply(g, f(self.lr), out=scratch)
+        p.value -= scratch
+
+
+@OPTIMIZERS.register("rmsprop")
+class RMSprop(Optimizer):
+    """s = rho s + (1 - rho) g^2;  w -= lr g / (sqrt(s) + eps)."""
+
+    slots = ("square_avg",)
+
+    def __init__(self, params, lr: float, rho: float = 0.9, eps: float = 1e-8) -> None:
+        super().__init__(params, lr)
+        self.rho, self.eps = rho, eps
+
+    def update(self, p, state, scratch, f):
+        g, s = p.grad, state["square_avg"]
+        s *= f(self.rho)
+        np.multiply(g, g, out=scratch)
+        scratch *= f(1.0 - self.rho)
+        s += scratch
+        np.sqrt(s, out=scratch)
+        scratch += f(self.eps)
+        np.divide(g, scratch, out=scratch)
+        scratch *= f(self.lr)
+        p.value -= scratch
+
+
+@OPTIMIZERS.register("adam")
+class Adam(Optimizer):
+    """m, v: moving averages of g and g^2, bias-corrected with the step count t:
+    w -= lr * m_hat / (sqrt(v_hat) + eps), m_hat = m / (1 - b1^t), v_hat = v / (1 - b2^t)."""
+
+    slots = ("m", "v")
+
+    def __init__(
+        self, params, lr: float, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8
+    ) -> None:
+        for key, beta in (("beta1", beta1), ("beta2", beta2)):
+            if not 0.0 <= beta < 1.0:
+                raise ValueError(f"{key} must be in [0, 1), got {beta}")
+        super().__init__(params, lr)
+        self.beta1, self.beta2, self.eps = beta1, beta2, eps
+
+    def update(self, p, state, scratch, f):
+        g, m, v = p.grad, state["m"], state["v"]
+        b1, b2 = self.beta1, self.beta2
+        m *= f(b1)
+        np.multiply(g, f(1.0 - b1), out=scratch)
+        m += scratch
+        v *= f(b2)
+        np.multiply(g, g, out=scratch)
+        scratch *= f(1.0 - b2)
+        v += scratch
+        # Fold both bias corrections into one step size (same formula, fewer array passes).
+        c1, c2 = 1.0 - b1**self.t, 1.0 - b2**self.t
+        np.sqrt(v, out=scratch)
+        scratch += f(self.eps * math.sqrt(c2))
+        np.divide(m, scratch, out=scratch)
+        scratch *= f(self.lr * math.sqrt(c2) / c1)
+        p.value -= scratch
+
+
+@OPTIMIZERS.register("adamw")
+class AdamW(Adam):
+    """Adam with decoupled weight decay (Loshchilov & Hutter): w -= lr * wd * w before the Adam
+    step, on weight matrices only; unlike L2 it does not pass through the adaptive scaling."""
+
+    def __init__(self, params, lr: float, weight_decay: float = 0.01, **adam) -> None:
+        super().__init__(params, lr, **adam)
+        self.weight_decay = weight_decay
+
+    def update(self, p, state, scratch, f):
+        if p.decay and self.weight_decay:
+            p.value *= f(1.0 - self.lr * self.weight_decay)
+        super().update(p, state, scratch, f)
