@@ -1,0 +1,33 @@
+"""nnexp.train — the trainer loop and its callbacks (checkpoints, early stopping, progress)."""
+
+from nnexp.train.callbacks import Callback
+from nnexp.train.checkpoint import (
+    Checkpointer,
+    CheckpointError,
+    load_checkpoint,
+    restore,
+    save_checkpoint,
+    trainer_state,
+)
+from nnexp.train.divergence import NonFiniteError
+from nnexp.train.early_stopping import EarlyStopping
+from nnexp.train.export import Predictor, save_bundle
+from nnexp.train.progress import ProgressBar
+from nnexp.train.trainer import Data, Trainer, TrainSettings
+
+__all__ = [
+    "Callback",
+    "CheckpointError",
+    "Checkpointer",
+    "Data",
+    "EarlyStopping",
+    "NonFiniteError",
+    "Predictor",
+    "ProgressBar",
+    "TrainSettings",
+    "Trainer",
+    "load_checkpoint",
+    "restore",
+    "save_checkpoint",
+    "trainer_state",
+]

@@ -1,0 +1,89 @@
+"""The trained model as files a predictor can load without Hydra or the training data:
+``spec.json`` (architecture, task, preprocessing) and ``weights.npz`` (read with
+allow_pickle=False). `Predictor` maps *raw* inputs to predictions: it applies the training
+split's standardization itself and undoes the target scaling of regression."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from nnexp.nn import LOSSES, Sequential, mlp
+
+
+def save_bundle(
+    directory: str | Path,
+    model: Sequential,
+    *,
+    mlp_kwargs: dict[str, Any],
+    loss: str,
+    task: str,
+    classes: list[str] | None = None,
+    x_mean: np.ndarray | None = None,
+    x_scale: np.ndarray | None = None,
+    y_mean: np.ndarray | float | None = None,
+    y_scale: np.ndarray | float | None = None,
+) -> Path:
+    """Write ``spec.json`` and ``weights.npz`` into `directory` (created); return it."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    arrays = {f"param/{p.name}": p.value for p in model.parameters()}
+    arrays |= {f"buffer/{k}": v for k, v in model.buffers().items()}
+    for key, value in (("x_mean", x_mean), ("x_scale", x_scale)):
+        if value is not None:
+            arrays[key] = np.asarray(value)
+    for key, value in (("y_mean", y_mean), ("y_scale", y_scale)):
+        if value is not None:
+            arrays[key] = np.asarray(value, dtype=np.float64)
+    np.savez(directory / "weights.npz", **arrays)
+    spec = {"format": 1, "mlp": mlp_kwargs, "loss": loss, "task": task, "classes": classes}
+    (directory / "spec.json").write_text(json.dumps(spec, indent=2))
+    return directory
+
+
+class Predictor:
+    """A loaded bundle: `predict(X)` (class indices or regression values) and
+    `predict_proba(X)` (classification), both on raw (unstandardized) inputs."""
+
+    def __init__(self, directory: str | Path) -> None:
+        directory = Path(directory)
+        self.spec = json.loads((directory / "spec.json").read_text())
+        self.model = mlp(**self.spec["mlp"])
+        self.loss = LOSSES.lookup(self.spec["loss"])()
+        self.task = self.spec["task"]
+        self.classes = self.spec["classes"]
+        self.dtype = np.dtype(self.spec["mlp"].get("dtype", "float32"))
+        with np.load(directory / "weights.npz", allow_pickle=False) as f:
+            arrays = dict(f)
+        for p in self.model.parameters():
+            np.copyto(p.value, arrays[f"param/{p.name}"])
+        for name, buffer in self.model.buffers().items():
+            np.copyto(buffer, arrays[f"buffer/{name}"])
+        self.x_mean, self.x_scale = arrays.get("x_mean"), arrays.get("x_scale")
+        self.y_mean, self.y_scale = arrays.get("y_mean"), arrays.get("y_scale")
+
+    @property
+    def n_features(self) -> int:
+        return int(self.spec["mlp"]["in_features"])
+
+    def logits(self, X: np.ndarray) -> np.ndarray:
+        X = np.asarray(X, dtype=self.dtype)
+        if X.ndim == 1:
+            X = X[None, :]
+        if X.ndim != 2 or X.shape[1] != self.n_features:
+            raise ValueError(f"expected inputs of shape (n, {self.n_features}), got {X.shape}")
+        if self.x_mean is not None:
+            X = (X - self.x_mean) / self.x_scale
+        return self.model.forward(X, training=False)
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        out = self.loss.predict(self.logits(X))
+        if self.task == "regression" and self.y_scale is not None:
+            out = out * self.y_scale + self.y_mean
+        return out
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        return self.loss.predict_proba(self.logits(X))

@@ -1,0 +1,201 @@
+"""The training loop: mini-batches by shuffled index, the schedule, L2, clipping, statistics,
+validation every epoch, test metrics at the end. Everything else happens in callbacks."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from nnexp.nn import (
+    Activation,
+    BatchNorm1d,
+    Loss,
+    Optimizer,
+    Schedule,
+    Sequential,
+    StatsAccumulator,
+    activation_stats,
+    add_l2_grad,
+    clip_by_global_norm,
+    clip_by_value,
+    grad_norms,
+    gradient_stats,
+    update_ratios,
+)
+from nnexp.train.callbacks import Callback
+from nnexp.train.divergence import NonFiniteError, diagnose
+
+STATS = ("grad_norm", "update_ratio", "activations")
+EVAL_CHUNK = 8192  # rows per forward pass at evaluation: bounds memory on large sets
+
+
+@dataclass
+class Data:
+    X_train: np.ndarray
+    y_train: np.ndarray
+    X_val: np.ndarray
+    y_val: np.ndarray
+    X_test: np.ndarray
+    y_test: np.ndarray
+    classification: bool
+    # Regression targets are trained standardized; RMSE is reported in the original units.
+    y_scale: float | np.ndarray = 1.0
+
+
+@dataclass
+class TrainSettings:
+    epochs: int
+    batch_size: int
+    seed: int = 0
+    l2: float = 0.0
+    clip_norm: float | None = None
+    clip_value: float | None = None
+    stats: Sequence[str] = STATS
+    stats_every: int = 1  # steps between statistics samples
+    nan_policy: str = "raise"  # or "stop": end training, keep the last good state
+    objective: str = "val/loss"
+    extra: dict = field(default_factory=dict)
+
+
+class Trainer:
+    def __init__(
+        self,
+        model: Sequential,
+        loss: Loss,
+        optimizer: Optimizer,
+        schedule: Schedule,
+        data: Data,
+        settings: TrainSettings,
+        callbacks: Sequence[Callback] = (),
+    ) -> None:
+        self.model, self.loss, self.optimizer, self.schedule = model, loss, optimizer, schedule
+        self.data, self.settings, self.callbacks = data, settings, list(callbacks)
+        self.params = list(model.parameters())
+        self.activations = [m for m in model.modules if isinstance(m, Activation)]
+        self.rng = np.random.default_rng([settings.seed, 2])  # shuffling stream
+        self.epoch = 0  # epochs completed
+        self.global_step = 0
+        self.history: list[dict[str, float]] = []
+        self.should_stop = False
+        self.stop_reason = ""
+        # A batch of one cannot be batch-normalized: fold such a remainder into the last batch.
+        self._min_batch = 2 if any(isinstance(m, BatchNorm1d) for m in model.modules) else 1
+
+    # --- the loop ---------------------------------------------------------------------------
+
+    def fit(self) -> dict[str, float]:
+        try:
+            self._emit("on_fit_start")
+            while self.epoch < self.settings.epochs and not self.should_stop:
+                started = time.perf_counter()
+                metrics = self._train_epoch()
+                self.epoch += 1
+                metrics |= self.evaluate("val")
+                metrics["time/epoch_s"] = time.perf_counter() - started
+                self.schedule.observe(metrics[self.settings.objective])
+                self.history.append(metrics)
+                self._emit("on_epoch_end", self.epoch, metrics)
+            final = dict(self.history[-1]) if self.history else {}
+            if len(self.data.X_test):
+                final |= self.evaluate("test")
+            final["epochs_run"] = float(self.epoch)
+            self._emit("on_fit_end", final)
+            return final
+        except BaseException as exc:
+            for cb in self.callbacks:
+                try:
+                    cb.on_exception(self, exc)
+                except Exception as inner:  # never mask the original error
+                    print(f"warning: {type(cb).__name__}.on_exception failed: {inner!r}")
+            raise
+
+    def _train_epoch(self) -> dict[str, float]:
+        s, d = self.settings, self.data
+        lr = self.schedule(self.epoch)
+        self.optimizer.lr = lr
+        n = len(d.X_train)
+        order = self.rng.permutation(n)
+        starts = list(range(0, n, s.batch_size))
+        if len(starts) > 1 and n - starts[-1] < self._min_batch:
+            starts.pop()
+        grads, others = StatsAccumulator(), StatsAccumulator()
+        want = set(s.stats)
+        loss_sum, correct = 0.0, 0
+        for i, start in enumerate(starts):
+            end = starts[i + 1] if i + 1 < len(starts) else n
+            idx = order[start:end]
+            xb, yb = d.X_train[idx], d.y_train[idx]
+            logits = self.model.forward(xb, training=True)
+            loss, dlogits = self.loss.value_and_grad(logits, yb)
+            if not math.isfinite(loss):
+                return self._diverged(f"loss is {loss}", lr)
+            loss_sum += loss * len(idx)
+            if d.classification:
+                correct += int(np.count_nonzero(self.loss.predict(logits) == yb))
+            self.model.backward(dlogits, need_dx=False)
+            if s.l2:
+                add_l2_grad(self.params, s.l2)
+            if s.clip_value:
+                clip_by_value(self.params, s.clip_value)
+            sample = want and self.global_step % s.stats_every == 0
+            norms = grad_norms(self.params) if (sample or s.clip_norm) else None
+            if norms is not None and not math.isfinite(sum(norms)):
+                return self._diverged("a gradient is not finite", lr)
+            if s.clip_norm:
+                clip_by_global_norm(self.params, s.clip_norm, norms)
+            self.optimizer.step()
+            self.global_step += 1
+            if sample:
+                self._sample_stats(norms, lr, want, grads, others)
+            self._emit("on_batch_end", self.global_step, loss)
+        metrics = {"train/loss": loss_sum / n, "lr": lr}
+        if d.classification:
+            metrics["train/acc"] = correct / n
+        return metrics | grads.summary() | others.means()
+
+    def _sample_stats(self, norms, lr, want, grads, others) -> None:
+        if "grad_norm" in want:
+            grads.add(gradient_stats(self.params, norms))
+        if "update_ratio" in want:
+            others.add(update_ratios(self.params, norms, lr))
+        if "activations" in want:
+            for layer in self.activations:
+                others.add(activation_stats(layer))
+
+    def _diverged(self, what: str, lr: float) -> dict[str, float]:
+        error = NonFiniteError(
+            diagnose(what, self.params, epoch=self.epoch + 1, step=self.global_step + 1, lr=lr)
+        )
+        if self.settings.nan_policy != "stop":
+            raise error
+        self.should_stop, self.stop_reason = True, str(error)
+        return {"train/loss": math.nan, "lr": lr}
+
+    # --- evaluation -------------------------------------------------------------------------
+
+    def predict_logits(self, X: np.ndarray) -> np.ndarray:
+        parts = [
+            self.model.forward(X[i : i + EVAL_CHUNK], training=False)
+            for i in range(0, len(X), EVAL_CHUNK)
+        ]
+        return np.concatenate(parts) if len(parts) != 1 else parts[0]
+
+    def evaluate(self, split: str) -> dict[str, float]:
+        X, y = getattr(self.data, f"X_{split}"), getattr(self.data, f"y_{split}")
+        logits = self.predict_logits(X)
+        loss = self.loss.value(logits, y)
+        out = {f"{split}/loss": loss}
+        if self.data.classification:
+            out[f"{split}/acc"] = float(np.mean(self.loss.predict(logits) == y))
+        else:
+            residual = (logits - y.reshape(logits.shape)) * self.data.y_scale
+            out[f"{split}/rmse"] = float(np.sqrt(np.mean(residual * residual)))
+        return out
+
+    def _emit(self, event: str, *args) -> None:
+        for cb in self.callbacks:
+            getattr(cb, event)(self, *args)
