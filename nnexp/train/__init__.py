@@ -28,6 +28,7 @@ __all__ = [
     "Trainer",
     "load_checkpoint",
     "restore",
+    "save_bundle",
     "save_checkpoint",
     "trainer_state",
 ]
