@@ -1,0 +1,107 @@
+"""Plots of a run, drawn from the trainer's per-epoch history alone:
+
+- ``curves.png``: train/val loss, and train/val accuracy (or RMSE, ...) against epoch;
+- ``grad_norms.png``: each layer's mean weight-gradient norm against epoch on a log axis,
+  the plot that shows vanishing gradients in the early layers of a deep sigmoid network.
+
+Uses matplotlib's Agg canvas through `Figure` directly (no pyplot): no global backend switch,
+no GUI, safe in worker processes. Non-finite values become gaps, not errors.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+History = Sequence[Mapping[str, float]]
+
+# Second panel of curves.png: the first quality metric present, train and val.
+_QUALITY_METRICS = ("acc", "rmse", "mae", "r2")
+_GRAD_KEY = re.compile(r"^grad_norm/(?P<layer>.+)/W(?P<stat>/mean)?$")
+
+
+def make_plots(history: History, directory: str | Path) -> list[Path]:
+    """Write the plots that `history` has data for into `directory`; return their paths."""
+    if not history:
+        return []
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    written = [_curves(history, directory / "curves.png")]
+    grads = _grad_norms(history, directory / "grad_norms.png")
+    if grads is not None:
+        written.append(grads)
+    return written
+
+
+def _series(history: History, key: str, *, positive: bool = False) -> list[float]:
+    """Values of `key` per epoch; missing, non-finite (and for log axes non-positive) → NaN."""
+    out = []
+    for row in history:
+        try:
+            value = float(row.get(key, math.nan))
+        except (TypeError, ValueError):
+            value = math.nan
+        if not math.isfinite(value) or (positive and value <= 0):
+            value = math.nan
+        out.append(value)
+    return out
+
+
+def _keys(history: History) -> list[str]:
+    """All keys in first-appearance order (that is, network order for per-layer keys)."""
+    return list(dict.fromkeys(key for row in history for key in row))
+
+
+def _figure(ncols: int, width: float):
+    from matplotlib.figure import Figure  # slow import: only when plotting
+
+    fig = Figure(figsize=(width, 4), layout="constrained")
+    return fig, fig.subplots(1, ncols, squeeze=False)[0]
+
+
+def _plot(ax, history: History, lines: Mapping[str, str], *, positive: bool = False) -> None:
+    """One line per ``label: key`` in `lines`."""
+    epochs = range(1, len(history) + 1)
+    # A line needs two points: markers keep short runs (one epoch) visible.
+    style = {"marker": "o", "markersize": 3} if len(history) <= 20 else {}
+    for label, key in lines.items():
+        ax.plot(epochs, _series(history, key, positive=positive), label=label, **style)
+    ax.set_xlabel("epoch")
+    ax.grid(alpha=0.3, which="both")
+    if lines:
+        ax.legend(fontsize="small")
+
+
+def _curves(history: History, path: Path) -> Path:
+    keys = _keys(history)
+    quality = next((m for m in _QUALITY_METRICS if any(k.endswith(f"/{m}") for k in keys)), None)
+    fig, axes = _figure(2 if quality else 1, 10 if quality else 5.5)
+    _plot(axes[0], history, {k: k for k in ("train/loss", "val/loss") if k in keys})
+    axes[0].set_title("loss")
+    if quality:
+        split_keys = [f"{split}/{quality}" for split in ("train", "val")]
+        _plot(axes[1], history, {k: k for k in split_keys if k in keys})
+        axes[1].set_title(quality)
+    fig.savefig(path, dpi=100)
+    return path
+
+
+def _grad_norms(history: History, path: Path) -> Path | None:
+    # Prefer the per-epoch mean (grad_norm/<layer>/W/mean); fall back to a plain per-layer key.
+    layers: dict[str, str] = {}
+    for key in _keys(history):
+        if match := _GRAD_KEY.match(key):
+            layer = match["layer"]
+            if match["stat"] or layer not in layers:
+                layers[layer] = key
+    if not layers:
+        return None
+    fig, (ax,) = _figure(1, 7)
+    _plot(ax, history, layers, positive=True)
+    ax.set_yscale("log")
+    ax.set_ylabel("mean norm of dL/dW per step")
+    ax.set_title("weight-gradient norm per layer (log scale)")
+    fig.savefig(path, dpi=100)
+    return path
