@@ -14,6 +14,8 @@ def cli_env() -> dict[str, str]:
     env = dict(os.environ)
     env["MLFLOW_DISABLE_TELEMETRY"] = "true"
     env.pop("MLFLOW_TRACKING_URI", None)
+    # As in an activated venv: MLflow starts tools of its own (uvicorn, gunicorn) by name.
+    env["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), env.get("PATH", "")])
     # Tests run two at a time (xdist -n 2) on 2 cores: one BLAS thread each.
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         env[var] = "1"
