@@ -47,7 +47,7 @@ class Dense(Module):
     def backward(self, dy: np.ndarray, need_dx: bool = True) -> np.ndarray | None:
         x = self._x
         np.matmul(x.T, dy, out=self.W.grad)
-        np.sum(dy, axis=0, out=self.b.grad)
+        np.add.reduce(dy, axis=0, out=self.b.grad)
         if not need_dx:
             return None
         return np.matmul(dy, self.W.value.T, out=self._dx.get(x.shape, dy.dtype))

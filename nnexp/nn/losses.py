@@ -50,21 +50,24 @@ class SoftmaxCrossEntropy(Loss):
 
     def value_and_grad(self, logits, y):
         n = logits.shape[0]
-        shifted = logits - logits.max(axis=1, keepdims=True)
-        probs = np.exp(shifted)
-        total = probs.sum(axis=1, keepdims=True)
-        log_total = np.log(total[:, 0])
+        # One temporary: shift by the row max (log-sum-exp), read the target terms, then
+        # exponentiate the same array in place into the softmax.
+        probs = logits - logits.max(axis=1, keepdims=True)
         if y.ndim == 1:
             rows = np.arange(n)
-            loss = np.mean(log_total - shifted[rows, y])
-            probs /= total
+            target_term = probs[rows, y]
+        else:
+            target_term = np.einsum("ij,ij->i", y, probs)
+        np.exp(probs, out=probs)
+        total = probs.sum(axis=1, keepdims=True)
+        loss = float(np.log(total).sum() - target_term.sum()) / n
+        probs /= total
+        if y.ndim == 1:
             probs[rows, y] -= 1
         else:
-            loss = np.mean(log_total - np.einsum("ij,ij->i", y, shifted))
-            probs /= total
             probs -= y
         probs /= probs.dtype.type(n)
-        return float(loss), probs
+        return loss, probs
 
     def predict_proba(self, logits):
         shifted = logits - logits.max(axis=1, keepdims=True)
