@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
+import math
 import os
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +21,18 @@ from omegaconf.errors import OmegaConfBaseException
 import nnexp
 from nnexp.config import Config, ConfigError, register_configs
 from nnexp.data import DatasetError, validate_spec
+from nnexp.resume import RESUME_KEY_TAG, ResumeError, job_overrides, plan_resume, resume_key
+from nnexp.tracking.server import TrackingUnavailable, check_reachable
+from nnexp.train.checkpoint import CheckpointError
+from nnexp.train.divergence import NonFiniteError
 
 register_configs()
 
-USER_ERRORS = (ConfigError, DatasetError, OmegaConfBaseException)
+USER_ERRORS = (ConfigError, DatasetError, OmegaConfBaseException, CheckpointError, ResumeError)
+# A run that fails with one clear line (no traceback) exits with a code saying which kind:
+# 2 a bad config, data file, checkpoint or resume target; 3 diverged; 4 no tracking store.
+EXIT_CODES: dict[type[BaseException], int] = {NonFiniteError: 3, TrackingUnavailable: 4}
+EXIT_CODES |= dict.fromkeys(USER_ERRORS, 2)
 
 
 def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
@@ -56,6 +66,19 @@ def validated(cfg: DictConfig) -> Config:
     return obj
 
 
+def validate_shared(cfg: DictConfig, swept: Sequence[str]) -> None:
+    """Run by the sweep callback before a multirun's first job: a bad value that every job
+    shares fails the sweep at once (exit 2). An error naming a swept key is left to the jobs,
+    where the swept value decides (``dataset.path=a.csv,b.csv`` has no valid base value)."""
+    try:
+        validated(cfg)
+    except USER_ERRORS as exc:
+        if any(key in str(exc) for key in swept):
+            return
+        print(f"nnexp: error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
 def run(cfg: DictConfig) -> float:
     from hydra.core.hydra_config import HydraConfig
 
@@ -66,6 +89,9 @@ def run(cfg: DictConfig) -> float:
         ProgressBar,
         Trainer,
         TrainSettings,
+        load_checkpoint,
+        load_history,
+        restore,
         save_bundle,
     )
     from nnexp.train.callbacks import EveryNEpochs
@@ -74,12 +100,37 @@ def run(cfg: DictConfig) -> float:
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
     t, reg = conf.trainer, conf.regularization
+    overrides = job_overrides(hydra_cfg.overrides.task)  # trainer.resume is not the job's
+    if conf.tracking.enabled:
+        uri = conf.tracking.uri or os.environ.get("MLFLOW_TRACKING_URI")
+        if uri:
+            check_reachable(uri)  # seconds, not MLflow's minutes of retries; before the data
+    plan, state = None, None
+    if t.resume:
+        resume = t.resume.strip()
+        if resume != "last" and not resume.startswith("runs:/"):
+            resume = hydra.utils.to_absolute_path(resume)
+        plan = plan_resume(
+            resume,
+            tracking_enabled=conf.tracking.enabled,
+            tracking_uri=conf.tracking.uri,
+            experiment=conf.tracking.experiment,
+            key=resume_key(overrides),
+            download_dir=run_dir / "resume-download",
+        )
+        print(f"nnexp: {plan.note}", file=sys.stderr)
+        if plan.skip:
+            return float(plan.run.data.metrics.get(t.objective, float("nan")))
+        if plan.checkpoint:
+            state = load_checkpoint(plan.checkpoint)  # a bad file fails before the data loads
     built = build(conf)
 
-    checkpoint_dir = run_dir / "checkpoints"
-    callbacks = [Checkpointer(checkpoint_dir, t.checkpoint_every, monitor=t.objective)]
+    checkpoint_dir = (plan and plan.checkpoint_dir) or run_dir / "checkpoints"
+    # Early stopping before the checkpointer: the checkpoint carries its state of this epoch.
+    callbacks = []
     if reg.early_stopping:
         callbacks.append(EarlyStopping(reg.patience, reg.min_delta, reg.restore_best, t.objective))
+    callbacks.append(Checkpointer(checkpoint_dir, t.checkpoint_every, monitor=t.objective))
     progress = sys.stderr.isatty() if t.progress is None else t.progress
     callbacks.append(ProgressBar(progress))
 
@@ -100,10 +151,13 @@ def run(cfg: DictConfig) -> float:
 
     if conf.tracking.enabled:
         from nnexp.tracking import MlflowTracker
+        from nnexp.tracking.sweep import current_job
+
+        sweep = current_job(conf.tracking.experiment)  # None unless a job of a tracked sweep
 
         resolved = OmegaConf.to_container(cfg, resolve=True)
-        overrides = list(hydra_cfg.overrides.task)
         tags = {
+            RESUME_KEY_TAG: resume_key(overrides),
             "overrides": " ".join(overrides) or "(none)",
             "task": built.splits.task,
             "dataset": conf.dataset.name,
@@ -112,10 +166,13 @@ def run(cfg: DictConfig) -> float:
         commit = git_commit(Path(hydra.utils.get_original_cwd()))
         if commit:
             tags["git.commit"] = commit
+        if sweep:
+            tags |= sweep.tags
         tracker = MlflowTracker(
             uri=conf.tracking.uri,
             experiment=conf.tracking.experiment,
-            run_name=conf.tracking.run_name,
+            run_name=conf.tracking.run_name or (sweep.run_name if sweep else None),
+            parent_run_id=sweep.parent_run_id if sweep else None,
             params=flatten(resolved),
             tags=tags,
             run_dir=run_dir,
@@ -123,6 +180,9 @@ def run(cfg: DictConfig) -> float:
             write_bundle=write_bundle,
             input_example=_raw_rows(built, 5),
             flush_every_s=conf.tracking.flush_every_s,
+            resume_run_id=plan.run_id if plan else None,
+            log_every=t.log_every,
+            retry_every_s=conf.tracking.retry_every_s,
         )
         callbacks.append(EveryNEpochs(tracker, t.log_every))
     else:
@@ -143,8 +203,16 @@ def run(cfg: DictConfig) -> float:
     trainer = Trainer(
         built.model, built.loss, built.optimizer, built.schedule, built.data, settings, callbacks
     )
+    if state is not None:
+        restore(trainer, state, source=f"checkpoint {plan.checkpoint}")
+        trainer.history = load_history(plan.checkpoint.parent, trainer.epoch)
     final = trainer.fit()
     _report(final, trainer)
+    if trainer.diverged:  # nan_policy=stop: the run is FAILED (diverged), the process goes on
+        from nnexp.tracking.sweep import FAILED_OBJECTIVE
+
+        print(f"nnexp: warning: {trainer.diverged}", file=sys.stderr)
+        return FAILED_OBJECTIVE
     return float(final.get(t.objective, float("nan")))
 
 
@@ -165,9 +233,52 @@ def _report(final: dict[str, float], trainer) -> None:
 
 @hydra.main(version_base="1.3", config_path="pkg://nnexp.conf", config_name="config")
 def main(cfg: DictConfig) -> float:
+    from nnexp.tracking.sweep import FAILED_OBJECTIVE, in_multirun
+
     try:
-        return run(cfg)
-    except USER_ERRORS as exc:
-        # A mistake in the config or the data: one clear line, no traceback, non-zero exit.
+        objective = run(cfg)
+    except tuple(EXIT_CODES) as exc:
+        # A mistake in the config or the data, a divergence, no tracking store: one clear
+        # line, no traceback, a non-zero exit that says which.
+        code = next(c for kind, c in EXIT_CODES.items() if isinstance(exc, kind))
         print(f"nnexp: error: {exc}", file=sys.stderr)
+        if code in (2, 3) and in_multirun():
+            # This job's own failure (shared config mistakes failed before the first job):
+            # the sweep goes on, and the sweeper gets a finite, never-best objective.
+            if code == 2:
+                _record_failed_job(cfg, exc)
+            return FAILED_OBJECTIVE
+        raise SystemExit(code) from None
+    except MemoryError as exc:  # a huge n_samples or layer: NumPy refuses the allocation
+        print(
+            f"nnexp: error: out of memory ({exc}); reduce dataset.n_samples, model.hidden "
+            "or trainer.batch_size",
+            file=sys.stderr,
+        )
         raise SystemExit(2) from None
+    if in_multirun() and not math.isfinite(objective):
+        return FAILED_OBJECTIVE  # sweepers reject NaN
+    return objective
+
+
+def _record_failed_job(cfg: DictConfig, exc: BaseException) -> None:
+    """A FAILED run for a sweep job that failed before training, so no job goes missing."""
+    from hydra.core.hydra_config import HydraConfig
+
+    from nnexp.tracking.sweep import current_job, record_failed_job
+
+    tracking = cfg.get("tracking") or {}
+    if not tracking.get("enabled", True):
+        return
+    experiment = str(tracking.get("experiment", "nnexp"))
+    overrides = " ".join(HydraConfig.get().overrides.task) or "(none)"
+    try:
+        record_failed_job(
+            uri=tracking.get("uri"),
+            experiment=experiment,
+            job=current_job(experiment),
+            tags={"overrides": overrides, "nnexp.version": nnexp.__version__},
+            error=exc,
+        )
+    except Exception as error:  # the job's own error is the one to report
+        print(f"WARNING nnexp: could not record the failed job in MLflow: {error}", file=sys.stderr)

@@ -249,6 +249,8 @@ class TrainerConfig:
     progress: bool | None = None  # None: on when stderr is a terminal
     objective: str = "val/loss"  # what the Hydra task returns (for sweepers); lower is better
     nan_policy: str = "raise"  # raise: fail the run; stop: end it early, keep the last good state
+    # Continue a killed run: a checkpoint path, runs:/RUN_ID[/artifact], or last (nnexp.resume).
+    resume: str | None = None
 
     def __post_init__(self) -> None:
         _require(self.epochs >= 1, "trainer.epochs", self.epochs, "must be >= 1")
@@ -267,6 +269,12 @@ class TrainerConfig:
             _one_of("trainer.stats[]", item, STATS)
         _one_of("trainer.nan_policy", self.nan_policy, {"raise", "stop"})
         _require(
+            self.resume is None or bool(self.resume.strip()),
+            "trainer.resume",
+            self.resume,
+            "must be a checkpoint path, runs:/RUN_ID[/path], or last",
+        )
+        _require(
             self.objective.startswith(("val/", "train/")),
             "trainer.objective",
             self.objective,
@@ -281,9 +289,13 @@ class TrackingConfig:
     run_name: str | None = None
     uri: str | None = None  # None: MLFLOW_TRACKING_URI, else MLflow's default ./mlflow.db
     flush_every_s: float = 2.0
+    retry_every_s: float = 30.0  # while the server is away: how often to try it again
 
     def __post_init__(self) -> None:
         _require(bool(self.experiment), "tracking.experiment", self.experiment, "must not be empty")
+        for key in ("flush_every_s", "retry_every_s"):
+            value = getattr(self, key)
+            _require(value >= 0, f"tracking.{key}", value, "must be >= 0 (seconds)")
 
 
 @dataclass

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -59,3 +63,50 @@ class Cli:
 def cli(tmp_path: Path) -> Cli:
     os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
     return Cli(tmp_path)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def mlflow_server(backend_uri: str, artifacts: Path, timeout: float = 180) -> Iterator[str]:
+    """A real `mlflow server` on 127.0.0.1 (a free port) serving `backend_uri`, artifacts over
+    HTTP into `artifacts`; yields its URL, stops it (its own process group) afterwards."""
+    import urllib.request
+
+    port = free_port()
+    env = cli_env() | {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}  # no job-runner processes
+    log = artifacts.parent / f"mlflow-server-{port}.log"
+    args = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port)]
+    args += ["--backend-store-uri", backend_uri, "--artifacts-destination", str(artifacts)]
+    args += ["--workers", "1"]
+    with open(log, "w") as out:
+        proc = subprocess.Popen(
+            args, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            assert proc.poll() is None, f"mlflow server exited:\n{log.read_text()}"
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, f"mlflow server not up:\n{log.read_text()}"
+            time.sleep(0.5)
+        yield url
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()

@@ -380,11 +380,14 @@ def test_a_tracking_failure_during_a_crash_does_not_mask_the_error(store, tmp_pa
 
 
 def test_metrics_are_flushed_every_flush_every_s(store, tmp_path):
-    trainer = SimpleNamespace(epoch=1, global_step=10, history=_history(1))
     eager = _tracker(store, tmp_path / "a", "flush", flush_every_s=0.0)
     lazy = _tracker(store, tmp_path / "b", "flush")  # flush_every_s=1e9
     for tracker in (eager, lazy):
+        # A fresh run (epoch 0): a trainer that starts later is a resume, and the tracker
+        # back-fills the epochs it missed at once.
+        trainer = SimpleNamespace(epoch=0, global_step=0, history=[])
         tracker.on_fit_start(trainer)
+        trainer.epoch, trainer.global_step, trainer.history = 1, 10, _history(1)
         tracker.on_epoch_end(trainer, 1, trainer.history[0])
     assert len(store.client.get_metric_history(eager.run_id, "val/loss")) == 1
     assert len(store.client.get_metric_history(lazy.run_id, "val/loss")) == 0

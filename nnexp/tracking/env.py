@@ -13,6 +13,14 @@ MLFLOW_ENV_DEFAULTS: dict[str, str] = {
     "MLFLOW_DISABLE_TELEMETRY": "true",
     # tqdm bars for artifact up/downloads flood Hydra job logs, which are not terminals.
     "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+    # MLflow retries a failed HTTP request 7 times with backoff: 246 s measured here before a
+    # dead server raised. A job should fail fast at start (nnexp.tracking.server probes first)
+    # and, mid-run, keep training and spool locally (nnexp.tracking.offline) rather than block:
+    # 2 retries 1 s and 2 s apart ride out a server restart, then the tracker spools.
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    # Per request; an artifact upload of a large checkpoint must still fit in it.
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
 }
 
 

@@ -6,14 +6,25 @@ logging lost data under parallel load. Metrics are buffered and sent with ``log_
 every `flush_every_s` seconds, so logging costs little even for short epochs.
 
 What a run gets (see DESIGN.md, "MLflow conventions"):
-params (resolved config, dotted keys) · tags (runner's, plus ``mlflow.parentRunId`` in sweeps) ·
-metrics (step = epoch) · artifacts ``config.yaml``, ``hydra/``, ``checkpoints/``, ``plots/`` ·
-the pyfunc model ``model`` (its URI in the tag ``model_uri``) · status FINISHED, FAILED
-(tags ``error``, ``diverged``) or KILLED.
+params (resolved config, dotted keys) · tags (runner's, plus ``mlflow.parentRunId`` in sweeps,
+``nnexp.checkpoint_dir``) · metrics (step = epoch) · artifacts ``config.yaml``, ``hydra/``,
+``checkpoints/``, ``plots/`` · the pyfunc model ``model`` (its URI in the tag ``model_uri``) ·
+status FINISHED, FAILED (tags ``error``, ``diverged``) or KILLED.
+
+Resuming (`resume_run_id`): the run is reopened, not created; only params it lacks are logged
+(changed values are listed in the tag ``nnexp.resume.changed_params``); epochs the killed
+process finished but never sent are sent from the restored history, so the metric history
+continues without gaps or duplicate steps.
+
+Faults: if the store fails at start, `TrackingUnavailable` (before any training). If it fails
+mid-run, training goes on and every operation that could not be sent is spooled to disk
+(`nnexp.tracking.offline`); the spool is replayed when the store answers again (tried every
+`retry_every_s`), or the user is told how to upload it.
 """
 
 from __future__ import annotations
 
+import json
 import sys
 import tempfile
 import time
@@ -22,6 +33,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nnexp.tracking import limits
+from nnexp.tracking.offline import SPOOL_DIR, Spool
+from nnexp.tracking.server import TrackingUnavailable
 from nnexp.train.callbacks import Callback
 
 if TYPE_CHECKING:
@@ -32,13 +45,17 @@ if TYPE_CHECKING:
     from nnexp.train.trainer import Trainer
 
 PARENT_RUN_TAG = "mlflow.parentRunId"
+CHECKPOINT_DIR_TAG = "nnexp.checkpoint_dir"
+RUN_FILE = "mlflow_run.json"  # in the checkpoint directory: which run the checkpoints belong to
 
 
 class MlflowTracker(Callback):
     """Logs one training run to MLflow. Arguments are prepared by the runner: `params` is the
     resolved config flattened to dotted keys, `run_dir` is Hydra's job directory (with
     ``.hydra/``), `write_bundle(dir)` writes the model bundle into `dir` and returns it, and
-    `input_example` holds a few raw input rows for the model signature."""
+    `input_example` holds a few raw input rows for the model signature. `resume_run_id`
+    reopens that run instead of creating one; `log_every` is the runner's logging interval
+    (epochs), used when sending a resumed run's missing epochs."""
 
     def __init__(
         self,
@@ -54,6 +71,9 @@ class MlflowTracker(Callback):
         input_example: np.ndarray,
         flush_every_s: float = 2.0,
         parent_run_id: str | None = None,
+        resume_run_id: str | None = None,
+        log_every: int = 1,
+        retry_every_s: float = 30.0,
     ) -> None:
         self.uri = uri
         self.experiment = experiment
@@ -66,9 +86,15 @@ class MlflowTracker(Callback):
         self.input_example = input_example
         self.flush_every_s = flush_every_s
         self.parent_run_id = parent_run_id
+        self.resume_run_id = resume_run_id
+        self.log_every = log_every
+        self.retry_every_s = retry_every_s
         self.client: MlflowClient | None = None
         self.experiment_id: str | None = None
         self.run_id: str | None = None
+        self.spool = Spool(self.run_dir / SPOOL_DIR)
+        self.offline = False  # the store failed mid-run: operations go to the spool
+        self._last_attempt = 0.0
         self._buffer: list[Metric] = []
         self._last_point: dict[str, tuple[int, float]] = {}
         self._last_flush = 0.0
@@ -79,16 +105,30 @@ class MlflowTracker(Callback):
         from mlflow import MlflowClient  # ~2 s to import: only once a run starts
 
         self.client = MlflowClient(self.uri)  # None: MLFLOW_TRACKING_URI or ./mlflow.db
-        self.experiment_id = _get_or_create_experiment(self.client, self.experiment)
-        tags = {key: limits.tag_value(value) for key, value in self.tags.items()}
-        if self.parent_run_id:
-            tags[PARENT_RUN_TAG] = self.parent_run_id
-        run = self.client.create_run(self.experiment_id, run_name=self.run_name, tags=tags)
-        self.run_id = run.info.run_id
-        self._log_params()
-        self._log_config()
         self._buffer.clear()
         self._last_point.clear()
+        try:
+            if self.resume_run_id:
+                self._reopen(trainer)
+            else:
+                self._create()
+                if trainer.epoch:  # resumed from a checkpoint into a new run: its history too
+                    self._send_missing_epochs(trainer)
+        except TrackingUnavailable:
+            raise
+        except ValueError as exc:  # a deleted experiment or run: the message says what to do
+            raise TrackingUnavailable(str(exc)) from exc
+        except Exception as exc:  # the store refused or failed: no training without tracking
+            raise TrackingUnavailable(
+                f"MLflow tracking store {self.client.tracking_uri}: could not start the run "
+                f"({type(exc).__name__}: {_first_line(exc)}); "
+                "to train without tracking use tracking.enabled=false"
+            ) from exc
+        self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        record = {"run_id": self.run_id, "tracking_uri": self.client.tracking_uri}
+        (self.checkpoint_dir / RUN_FILE).write_text(
+            json.dumps(record | {"exp": self.experiment_id})
+        )
         self._last_flush = time.monotonic()
 
     def on_epoch_end(self, trainer: Trainer, epoch: int, metrics: dict[str, float]) -> None:
@@ -99,28 +139,32 @@ class MlflowTracker(Callback):
     def on_fit_end(self, trainer: Trainer, metrics: dict[str, float]) -> None:
         self._add_metrics(metrics, step=trainer.epoch)
         self._flush()
-        self._log_checkpoints()
-        self._log_plots(trainer.history)
-        model_uri = self._log_model(step=trainer.epoch)
-        self.client.set_tag(self.run_id, "model_uri", model_uri)
-        self.client.set_terminated(self.run_id, "FINISHED")
+        self._send_checkpoints()
+        self._send_plots(trainer.history)
+        self._send_model(step=trainer.epoch)
+        diverged = getattr(trainer, "diverged", None)
+        if diverged:  # nan_policy=stop: a usable model of the last good epoch, but a failed run
+            self._send_tags({"error": f"NonFiniteError: {diverged}", "diverged": "true"})
+        self._terminate("FAILED" if diverged else "FINISHED")
+        self._report_offline()
 
     def on_exception(self, trainer: Trainer, exc: BaseException) -> None:
         """Record what there is and mark the run failed. Never raises: a tracking failure here
-        is printed to stderr, so the training error is the one that propagates."""
+        is printed to stderr (and spooled), so the training error is the one that propagates."""
         if self.run_id is None:  # the run was never created: nothing to record
             return
+        tags = {"error": f"{type(exc).__name__}: {exc}"}
+        if isinstance(exc, FloatingPointError):  # the trainer's signal for NaN/Inf
+            tags["diverged"] = "true"
         steps: list[tuple[str, Callable[[], object]]] = [
             ("flush metrics", self._flush),
-            ("log checkpoints", self._log_checkpoints),
-            ("set error tags", lambda: self._tag_error(exc)),
+            ("log checkpoints", self._send_checkpoints),
+            ("set error tags", lambda: self._send_tags(tags)),
         ]
         if not isinstance(exc, KeyboardInterrupt):  # a user who pressed Ctrl-C wants out fast
-            steps.append(("log plots", lambda: self._log_plots(trainer.history)))
+            steps.append(("log plots", lambda: self._send_plots(trainer.history)))
         status = "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED"
-        steps.append(
-            (f"end the run {status}", lambda: self.client.set_terminated(self.run_id, status))
-        )
+        steps.append((f"end the run {status}", lambda: self._terminate(status)))
         for what, step in steps:
             try:
                 step()
@@ -130,22 +174,79 @@ class MlflowTracker(Callback):
                     f"while handling {type(exc).__name__}: {type(error).__name__}: {error}",
                     file=sys.stderr,
                 )
+        self._report_offline()
+
+    # -- starting: a new run, or the killed one again ---------------------------------------
+
+    def _create(self) -> None:
+        self.experiment_id = _get_or_create_experiment(self.client, self.experiment)
+        tags = {key: limits.tag_value(value) for key, value in self._run_tags().items()}
+        if self.parent_run_id:
+            tags[PARENT_RUN_TAG] = self.parent_run_id
+        run = self.client.create_run(self.experiment_id, run_name=self.run_name, tags=tags)
+        self.run_id = run.info.run_id
+        self._log_params(self.params)
+        self._log_config()
+
+    def _reopen(self, trainer: Trainer) -> None:
+        from mlflow.entities import RunTag
+
+        run = self.client.get_run(self.resume_run_id)
+        if run.info.lifecycle_stage == "deleted":
+            raise ValueError(f"trainer.resume: MLflow run {self.resume_run_id} is deleted")
+        self.run_id, self.experiment_id = run.info.run_id, run.info.experiment_id
+        self.client.update_run(self.run_id, status="RUNNING")
+        old = run.data.params
+        new = {k: limits.param_value(v) for k, v in self.params.items()}
+        self._log_params({k: v for k, v in self.params.items() if k not in old})
+        changed = sorted(
+            f"{k}: {old[k]} -> {v}" for k, v in new.items() if k in old and old[k] != v
+        )
+        tags = self._run_tags() | {"nnexp.resumed_from_epoch": str(trainer.epoch)}
+        if changed:
+            tags["nnexp.resume.changed_params"] = "; ".join(changed)
+        if "error" in run.data.tags:  # the crash that is being recovered from
+            tags["nnexp.previous_error"] = run.data.tags["error"]
+            self.client.delete_tag(self.run_id, "error")
+        batch = [RunTag(k, limits.tag_value(v)) for k, v in tags.items()]
+        self.client.log_batch(self.run_id, tags=batch, synchronous=True)
+        self._log_config("hydra/resumed")
+        self._send_missing_epochs(trainer)
+
+    def _send_missing_epochs(self, trainer: Trainer) -> None:
+        """Epochs the killed process checkpointed but never sent (its buffer died with it)."""
+        logged = self.client.get_metric_history(self.run_id, "train/loss")
+        last = max((m.step for m in logged), default=0)
+        if last > trainer.epoch:
+            print(
+                f"WARNING nnexp.tracking: MLflow run {self.run_id} has metrics up to step {last}, "
+                f"the checkpoint is at epoch {trainer.epoch}: steps {trainer.epoch + 1}..{last} "
+                "will have two points each",
+                file=sys.stderr,
+            )
+        for epoch, metrics in enumerate(trainer.history, start=1):
+            if epoch > last and (epoch % self.log_every == 0 or epoch == trainer.epoch):
+                self._add_metrics(metrics, step=epoch)
+        self._flush()
+
+    def _run_tags(self) -> dict[str, str]:
+        return self.tags | {CHECKPOINT_DIR_TAG: str(self.checkpoint_dir.resolve())}
 
     # -- pieces ---------------------------------------------------------------------------
 
-    def _log_params(self) -> None:
+    def _log_params(self, params: Mapping[str, object]) -> None:
         from mlflow.entities import Param
 
-        params = [Param(key, limits.param_value(value)) for key, value in self.params.items()]
-        for chunk in _chunks(params, limits.PARAMS_PER_BATCH):
+        items = [Param(key, limits.param_value(value)) for key, value in params.items()]
+        for chunk in _chunks(items, limits.PARAMS_PER_BATCH):
             self.client.log_batch(self.run_id, params=chunk, synchronous=True)
 
-    def _log_config(self) -> None:
+    def _log_config(self, hydra_path: str = "hydra") -> None:
         """``.hydra/*.yaml`` under ``hydra/``, and the resolved config as ``config.yaml``."""
         hydra_dir = self.run_dir / ".hydra"
         for path in sorted(hydra_dir.glob("*.yaml")):
-            self.client.log_artifact(self.run_id, str(path), "hydra")
-        if (hydra_dir / "config.yaml").is_file():
+            self.client.log_artifact(self.run_id, str(path), hydra_path)
+        if hydra_path == "hydra" and (hydra_dir / "config.yaml").is_file():
             self.client.log_artifact(self.run_id, str(hydra_dir / "config.yaml"))
 
     def _add_metrics(self, metrics: Mapping[str, float], step: int) -> None:
@@ -161,44 +262,164 @@ class MlflowTracker(Callback):
                 self._buffer.append(Metric(key, point[1], timestamp, point[0]))
 
     def _flush(self) -> None:
-
-        while self._buffer:
-            chunk = self._buffer[: limits.METRICS_PER_BATCH]
-            self.client.log_batch(self.run_id, metrics=chunk, synchronous=True)
-            del self._buffer[: len(chunk)]  # only once sent: a failed batch stays for a retry
         self._last_flush = time.monotonic()
+        if not self._buffer:
+            return
+        if self.offline and not self._reconnect():
+            self.spool.add_metrics(self._buffer)
+            self._buffer.clear()
+            return
+        try:
+            while self._buffer:
+                chunk = self._buffer[: limits.METRICS_PER_BATCH]
+                self.client.log_batch(self.run_id, metrics=chunk, synchronous=True)
+                del self._buffer[: len(chunk)]  # only once sent
+        except Exception as exc:
+            self._failed("flush metrics", exc)
+            self.spool.add_metrics(self._buffer)
+            self._buffer.clear()
 
-    def _log_checkpoints(self) -> None:
-        if self.checkpoint_dir.is_dir() and any(self.checkpoint_dir.iterdir()):
-            self.client.log_artifacts(self.run_id, str(self.checkpoint_dir), "checkpoints")
+    def _remote(self, what: str, call: Callable[[], object], op: str, **fields: Any) -> bool:
+        """Do `call` against the store, or spool it as `op` if the store is away."""
+        if not self.offline or self._reconnect():
+            try:
+                call()
+                return True
+            except Exception as exc:
+                self._failed(what, exc)
+        self.spool.add_op(op, **fields)
+        return False
 
-    def _log_plots(self, history: Sequence[Mapping[str, float]]) -> None:
-        from nnexp.tracking.plots import make_plots
-
-        with tempfile.TemporaryDirectory(prefix="nnexp-plots-") as tmp:
-            for path in make_plots(history, tmp):
-                self.client.log_artifact(self.run_id, str(path), "plots")
-
-    def _log_model(self, step: int) -> str:
-        from nnexp.tracking.pyfunc import log_pyfunc_model
-
-        with tempfile.TemporaryDirectory(prefix="nnexp-model-") as tmp:
-            bundle = self.write_bundle(Path(tmp) / "bundle")
-            return log_pyfunc_model(
-                tracking_uri=self.client.tracking_uri,
-                run_id=self.run_id,
-                bundle_dir=bundle,
-                input_example=self.input_example,
-                step=step,
+    def _send_checkpoints(self) -> None:
+        """The checkpoints and their history (not the lock or the run record beside them)."""
+        d = self.checkpoint_dir
+        files = sorted(d.glob("*.npz")) + sorted(d.glob("history.jsonl")) if d.is_dir() else []
+        for path in map(str, files):
+            self._remote(
+                "log checkpoints",
+                lambda path=path: self.client.log_artifact(self.run_id, path, "checkpoints"),
+                "artifacts",
+                local=path,
+                path="checkpoints",
             )
 
-    def _tag_error(self, exc: BaseException) -> None:
+    def _send_plots(self, history: Sequence[Mapping[str, float]]) -> None:
+        from nnexp.tracking.plots import make_plots
+
+        directory = self.run_dir / "plots"  # kept with the run: the spool may point at it
+        if make_plots(history, directory):
+            d = str(directory)
+            self._remote(
+                "log plots",
+                lambda: self.client.log_artifacts(self.run_id, d, "plots"),
+                "artifacts",
+                local=d,
+                path="plots",
+            )
+
+    def _send_model(self, step: int) -> None:
+        from nnexp.tracking.pyfunc import log_pyfunc_model
+
+        if not self.offline or self._reconnect():
+            try:
+                with tempfile.TemporaryDirectory(prefix="nnexp-model-") as tmp:
+                    bundle = self.write_bundle(Path(tmp) / "bundle")
+                    uri = log_pyfunc_model(
+                        tracking_uri=self.client.tracking_uri,
+                        run_id=self.run_id,
+                        bundle_dir=bundle,
+                        input_example=self.input_example,
+                        step=step,
+                    )
+                self.client.set_tag(self.run_id, "model_uri", uri)
+                return
+            except Exception as exc:
+                self._failed("log the model", exc)
+        import numpy as np
+
+        bundle = self.write_bundle(self.spool.directory / "model")
+        example = self.spool.directory / "input_example.npy"
+        np.save(example, np.asarray(self.input_example, dtype=np.float64), allow_pickle=False)
+        self.spool.add_op("model", bundle=str(bundle), example=str(example), step=step)
+
+    def _send_tags(self, tags: Mapping[str, str]) -> None:
         from mlflow.entities import RunTag
 
-        tags = [RunTag("error", limits.tag_value(f"{type(exc).__name__}: {exc}"))]
-        if isinstance(exc, FloatingPointError):  # the trainer's signal for NaN/Inf
-            tags.append(RunTag("diverged", "true"))
-        self.client.log_batch(self.run_id, tags=tags, synchronous=True)
+        batch = [RunTag(k, limits.tag_value(v)) for k, v in tags.items()]
+        self._remote(
+            "set tags",
+            lambda: self.client.log_batch(self.run_id, tags=batch, synchronous=True),
+            "tags",
+            tags=dict(tags),
+        )
+
+    def _terminate(self, status: str) -> None:
+        self._remote(
+            f"end the run {status}",
+            lambda: self.client.set_terminated(self.run_id, status),
+            "terminate",
+            status=status,
+        )
+
+    # -- offline ---------------------------------------------------------------------------
+
+    def _failed(self, what: str, exc: Exception) -> None:
+        """An operation failed (the caller spools it). If the store does not answer at all,
+        go offline: further operations are spooled without waiting for MLflow's retries."""
+        from nnexp.tracking.server import check_reachable
+
+        if not self.spool.directory.is_dir():
+            self.spool.open(self.run_id, self.client.tracking_uri, self.experiment_id)
+        try:
+            check_reachable(self.client.tracking_uri, timeout_s=2.0)
+        except Exception:
+            self.offline = True
+            self._last_attempt = time.monotonic()
+        print(
+            f"WARNING nnexp.tracking: could not {what} for MLflow run {self.run_id} "
+            f"({self.client.tracking_uri}): {type(exc).__name__}: {_first_line(exc)}. "
+            + (
+                "The store is unreachable: training goes on, and what cannot be sent is kept "
+                f"in {self.spool.directory} until it answers again"
+                if self.offline
+                else f"Kept in {self.spool.directory}"
+            ),
+            file=sys.stderr,
+        )
+
+    def _reconnect(self, force: bool = False) -> bool:
+        """Try the store again (at most every `retry_every_s` unless `force`); on success send
+        the spool and go back online."""
+        if not force and time.monotonic() - self._last_attempt < self.retry_every_s:
+            return False
+        self._last_attempt = time.monotonic()
+        from nnexp.tracking.server import check_reachable
+
+        try:
+            check_reachable(self.client.tracking_uri, timeout_s=2.0)
+            metrics, ops = self.spool.upload(self.client)
+        except Exception:
+            return False
+        self.offline = False
+        print(
+            f"nnexp.tracking: MLflow store answers again: sent {metrics} spooled metric points "
+            f"and {ops} operations of run {self.run_id}",
+            file=sys.stderr,
+        )
+        return True
+
+    def _report_offline(self) -> None:
+        """At the end: one last try to send the spool, else say where it is and how to send it."""
+        if not self.spool.directory.is_dir() or self.spool.empty():
+            return
+        if self.offline and self._reconnect(force=True):
+            return
+        print(f"WARNING nnexp.tracking: {self.spool.instructions()}", file=sys.stderr)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:300] if text else type(exc).__name__
 
 
 def _get_or_create_experiment(client: MlflowClient, name: str) -> str:

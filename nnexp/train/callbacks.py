@@ -9,6 +9,9 @@ Events and what they receive:
 - on_exception(trainer, exc)                the run raised (then the exception propagates)
 
 A callback may set ``trainer.should_stop = True`` to end training after the current epoch.
+A callback whose state steers training (early stopping's best value, ...) sets `state_key` and
+implements `state_dict` / `load_state_dict`: checkpoints carry it, so a resumed run continues
+exactly.
 """
 
 from __future__ import annotations
@@ -16,10 +19,20 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from nnexp.train.trainer import Trainer
 
 
 class Callback:
+    state_key: str | None = None  # set by callbacks with state to checkpoint
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        pass
+
     def on_fit_start(self, trainer: Trainer) -> None:
         pass
 

@@ -1,13 +1,23 @@
 """Checkpoints: the whole training state in one `.npz`, written atomically, read without pickle.
 
-Keys: ``param/<name>``, ``buffer/<name>``, ``optim/<key>``, ``schedule/<key>``, ``epoch``,
-``global_step``, ``rng`` (the shuffling generator's state as JSON text) and ``dropout_rng/<layer>``.
+Keys: ``format``, ``param/<name>``, ``buffer/<name>``, ``optim/<key>``, ``schedule/<key>``,
+``epoch``, ``global_step``, ``stopped`` (a callback ended training), ``rng`` (the shuffling
+generator's state as JSON text), ``dropout_rng/<layer>`` and ``callback/<key>/<name>`` (the state
+of callbacks that steer training, e.g. early stopping). Everything a resumed run needs to continue
+bit for bit; the per-epoch metrics live next to it in ``history.jsonl`` (appended, not rewritten).
+
+Loading refuses, with a message naming the file: a missing, truncated or corrupted file, a file
+with pickled objects (``allow_pickle=False``: a crafted checkpoint cannot run code), a file that
+is not an nnexp checkpoint, and a checkpoint of another architecture, dtype or optimizer.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import math
 import os
+import socket
 import tempfile
 import zipfile
 from pathlib import Path
@@ -21,9 +31,13 @@ from nnexp.train.callbacks import Callback
 if TYPE_CHECKING:
     from nnexp.train.trainer import Trainer
 
+FORMAT = 1
+REQUIRED = ("epoch", "global_step", "rng")
+HISTORY = "history.jsonl"
+
 
 class CheckpointError(ValueError):
-    pass
+    """A checkpoint that cannot be used; the message names the file and the reason."""
 
 
 def _json(obj) -> np.ndarray:
@@ -31,16 +45,21 @@ def _json(obj) -> np.ndarray:
 
 
 def trainer_state(trainer: Trainer) -> dict[str, np.ndarray]:
-    state = {f"param/{p.name}": p.value for p in trainer.params}
+    state = {"format": np.asarray(FORMAT)}
+    state |= {f"param/{p.name}": p.value for p in trainer.params}
     state |= {f"buffer/{k}": v for k, v in trainer.model.buffers().items()}
     state |= {f"optim/{k}": v for k, v in trainer.optimizer.state_dict().items()}
     state |= {f"schedule/{k}": np.asarray(v) for k, v in trainer.schedule.state_dict().items()}
     state["epoch"] = np.asarray(trainer.epoch)
     state["global_step"] = np.asarray(trainer.global_step)
+    state["stopped"] = _json([trainer.should_stop, trainer.stop_reason])
     state["rng"] = _json(trainer.rng.bit_generator.state)
     for m in trainer.model.modules:
         if isinstance(m, Dropout):
             state[f"dropout_rng/{m.name}"] = _json(m.rng.bit_generator.state)
+    for cb in trainer.callbacks:
+        if cb.state_key:
+            state |= {f"callback/{cb.state_key}/{k}": v for k, v in cb.state_dict().items()}
     return state
 
 
@@ -59,69 +78,222 @@ def save_checkpoint(path: str | Path, state: dict[str, np.ndarray]) -> Path:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    _fsync_dir(path.parent)  # make the rename itself survive a power cut
     return path
 
 
+def _fsync_dir(directory: Path) -> None:
+    with contextlib.suppress(OSError):  # not every filesystem lets a directory be opened
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
 def load_checkpoint(path: str | Path) -> dict[str, np.ndarray]:
+    """Every array of the checkpoint at `path`, read with ``allow_pickle=False`` and checked to
+    be a complete nnexp checkpoint; `CheckpointError` otherwise."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path}: no such file")
     try:
         with np.load(path, allow_pickle=False) as f:
-            return {k: f[k] for k in f.files}
-    except ValueError as exc:  # object arrays need pickle: refused
-        raise CheckpointError(f"checkpoint {path}: refused ({exc})") from None
+            if not isinstance(f, np.lib.npyio.NpzFile):
+                raise CheckpointError(f"checkpoint {path}: not an .npz archive")
+            state = {k: f[k] for k in f.files}
+    except CheckpointError:
+        raise
+    except ValueError as exc:
+        if "pickle" in str(exc):  # an object array or a pickle: never unpickled
+            raise CheckpointError(
+                f"checkpoint {path}: refused, it contains pickled Python objects "
+                "(nnexp checkpoints hold plain arrays only)"
+            ) from None
+        raise CheckpointError(f"checkpoint {path}: corrupted ({exc})") from None
     except (OSError, EOFError, zipfile.BadZipFile, KeyError) as exc:
         raise CheckpointError(f"checkpoint {path}: unreadable or truncated ({exc})") from None
+    _check_structure(path, state)
+    return state
+
+
+def _check_structure(path: Path, state: dict[str, np.ndarray]) -> None:
+    missing = [k for k in REQUIRED if k not in state]
+    if missing or not any(k.startswith("param/") for k in state):
+        raise CheckpointError(
+            f"checkpoint {path}: not an nnexp training checkpoint "
+            f"(missing {missing or ['param/*']}; has {sorted(state)[:5]})"
+        )
+    version = int(state["format"]) if "format" in state else FORMAT
+    if version > FORMAT:
+        raise CheckpointError(
+            f"checkpoint {path}: format {version} is newer than this nnexp reads ({FORMAT})"
+        )
+    for key in ("epoch", "global_step"):
+        if state[key].shape != () or state[key].dtype.kind not in "iu" or int(state[key]) < 0:
+            raise CheckpointError(f"checkpoint {path}: {key} is not a step count")
+    for key, value in state.items():
+        if key in ("rng", "stopped") or key.startswith("dropout_rng/"):
+            try:
+                json.loads(str(value))
+            except ValueError:
+                raise CheckpointError(f"checkpoint {path}: {key} is not valid JSON") from None
 
 
 def restore(trainer: Trainer, state: dict[str, np.ndarray], source: str = "checkpoint") -> None:
-    """Load `state` into the trainer, refusing any mismatch of names, shapes or dtypes."""
+    """Load `state` into the trainer. Every mismatch of names, shapes, dtypes or optimizer is
+    found before anything is changed, and reported naming `source`."""
     targets = {f"param/{p.name}": p.value for p in trainer.params}
     targets |= {f"buffer/{k}": v for k, v in trainer.model.buffers().items()}
     missing = sorted(set(targets) - set(state))
-    if missing:
-        raise CheckpointError(f"{source}: other architecture; missing {missing[:5]}")
     extra = sorted(k for k in state if k.startswith(("param/", "buffer/")) and k not in targets)
-    if extra:
-        raise CheckpointError(f"{source}: other architecture; unexpected {extra[:5]}")
+    if missing or extra:
+        raise CheckpointError(
+            f"{source}: other architecture: the model has no {extra[:4]} and needs {missing[:4]} "
+            "(was model.* changed since the checkpoint was written?)"
+        )
     for key, target in targets.items():
         src = state[key]
-        if src.shape != target.shape or src.dtype != target.dtype:
+        if src.dtype != target.dtype:
             raise CheckpointError(
-                f"{source}: {key} is {src.shape} {src.dtype}, "
-                f"the model has {target.shape} {target.dtype}"
+                f"{source}: other dtype: {key} is {src.dtype}, this run uses {target.dtype} "
+                "(trainer.dtype)"
             )
+        if src.shape != target.shape:
+            raise CheckpointError(
+                f"{source}: other architecture: {key} has shape {src.shape}, "
+                f"the model's is {target.shape}"
+            )
+    optim = {k.removeprefix("optim/"): v for k, v in state.items() if k.startswith("optim/")}
+    try:
+        trainer.optimizer.load_state_dict(optim)  # validates fully before it copies
+    except (ValueError, KeyError) as exc:
+        raise CheckpointError(f"{source}: other optimizer: {exc}") from None
     for key, target in targets.items():
         np.copyto(target, state[key])
-    optim = {k.removeprefix("optim/"): v for k, v in state.items() if k.startswith("optim/")}
-    trainer.optimizer.load_state_dict(optim)
     schedule = {
         k.removeprefix("schedule/"): v.item() for k, v in state.items() if k.startswith("schedule/")
     }
     trainer.schedule.load_state_dict(schedule)
     trainer.epoch = int(state["epoch"])
     trainer.global_step = int(state["global_step"])
+    if "stopped" in state:
+        stop, reason = json.loads(str(state["stopped"]))
+        trainer.should_stop, trainer.stop_reason = bool(stop), str(reason)
     trainer.rng.bit_generator.state = json.loads(str(state["rng"]))
     for m in trainer.model.modules:
-        if isinstance(m, Dropout):
+        if isinstance(m, Dropout) and f"dropout_rng/{m.name}" in state:
             m.rng.bit_generator.state = json.loads(str(state[f"dropout_rng/{m.name}"]))
+    for cb in trainer.callbacks:
+        prefix = f"callback/{cb.state_key}/"
+        own = {k.removeprefix(prefix): v for k, v in state.items() if k.startswith(prefix)}
+        if cb.state_key and own:
+            cb.load_state_dict(own)
+
+
+# --- the per-epoch history ------------------------------------------------------------------
+
+
+def append_history(directory: Path, epoch: int, metrics: dict[str, float]) -> None:
+    """One JSON line per epoch. Appending keeps the cost per epoch constant; a line written
+    just before a crash, past the last checkpoint, is filtered out by `load_history`."""
+    directory.mkdir(parents=True, exist_ok=True)
+    row = {"epoch": epoch, "metrics": {k: float(v) for k, v in metrics.items()}}
+    with open(directory / HISTORY, "a", encoding="utf-8") as f:
+        f.write(json.dumps(row) + "\n")
+
+
+def load_history(directory: Path, upto_epoch: int) -> list[dict[str, float]]:
+    """The metrics of epochs 1..`upto_epoch` (the latest line for each: a resumed run appends
+    epochs again); a torn last line is skipped."""
+    path = Path(directory) / HISTORY
+    rows: dict[int, dict[str, float]] = {}
+    if path.is_file():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                row = json.loads(line)
+                rows[int(row["epoch"])] = {k: float(v) for k, v in row["metrics"].items()}
+            except (ValueError, KeyError, TypeError, AttributeError):
+                continue
+    return [rows[e] for e in range(1, upto_epoch + 1) if e in rows]
 
 
 class Checkpointer(Callback):
     """Writes ``last.npz`` every epoch, ``epoch_NNNN.npz`` every `every` epochs, and ``best.npz``
-    whenever the monitored metric (lower is better) improves."""
+    whenever the monitored metric (lower is better) improves; appends the epoch's metrics to
+    ``history.jsonl``. Put it after the callbacks whose state it saves (early stopping)."""
+
+    state_key = "checkpointer"
 
     def __init__(self, directory: str | Path, every: int = 0, monitor: str = "val/loss") -> None:
         self.directory, self.every, self.monitor = Path(directory), every, monitor
-        self.best = float("inf")
+        self.best = math.inf
+
+    def on_fit_start(self, trainer):
+        lock(self.directory)
+
+    def on_fit_end(self, trainer, metrics):
+        unlock(self.directory)
+
+    def on_exception(self, trainer, exc):
+        unlock(self.directory)
 
     def on_epoch_end(self, trainer, epoch, metrics):
-        state = trainer_state(trainer)
+        append_history(self.directory, epoch, metrics)
+        value = metrics.get(self.monitor, math.nan)
+        improved = value < self.best
+        if improved:
+            self.best = value
+        state = trainer_state(trainer)  # after `best` is updated: it is part of the state
         save_checkpoint(self.directory / "last.npz", state)
         if self.every and epoch % self.every == 0:
             save_checkpoint(self.directory / f"epoch_{epoch:04d}.npz", state)
-        value = metrics.get(self.monitor, float("nan"))
-        if value < self.best:
-            self.best = value
+        if improved:
             save_checkpoint(self.directory / "best.npz", state)
+
+    def state_dict(self):
+        return {"best": np.asarray(self.best, dtype=np.float64)}
+
+    def load_state_dict(self, state):
+        self.best = float(state["best"])
+
+
+# --- one process per run --------------------------------------------------------------------
+
+LOCK = ".lock"
+
+
+def lock(directory: Path) -> None:
+    """Mark `directory` as written by this process (removed at the end; a killed process
+    leaves it, and `check_unlocked` sees that its pid is gone)."""
+    check_unlocked(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / LOCK).write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid()}))
+
+
+def unlock(directory: Path) -> None:
+    with contextlib.suppress(OSError, ValueError):
+        owner = json.loads((directory / LOCK).read_text())
+        if owner.get("pid") == os.getpid() and owner.get("host") == socket.gethostname():
+            (directory / LOCK).unlink()
+
+
+def check_unlocked(directory: Path) -> None:
+    """Raise `CheckpointError` if a live process on this host still writes `directory`."""
+    try:
+        owner = json.loads((Path(directory) / LOCK).read_text())
+        host, pid = owner["host"], int(owner["pid"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return  # no lock, or an unreadable one: nobody to protect
+    if host != socket.gethostname() or pid == os.getpid():
+        return
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return  # the writer is gone (killed): the run can be resumed
+    except PermissionError:
+        pass  # alive, another user's
+    raise CheckpointError(
+        f"checkpoints {directory}: still being written by process {pid} on {host}; "
+        f"stop it first (or, if that pid is not an nnexp run, delete {Path(directory) / LOCK})"
+    )

@@ -1,32 +1,72 @@
-"""What to say when training produces NaN or Inf: where it appeared and what usually fixes it."""
+"""NaN/Inf: a cheap per-step test, and on failure a message naming where it first appeared
+(epoch, step, layer) and what usually fixes it."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-from nnexp.nn import Parameter
+from nnexp.nn import Parameter, Sequential
 
 
 class NonFiniteError(FloatingPointError):
     """Training produced NaN/Inf. A FloatingPointError, so trackers can tag the run diverged."""
 
 
-def first_nonfinite(params: Sequence[Parameter]) -> str | None:
-    """Name the first parameter (in forward order) whose gradient or value is not finite."""
+def all_finite(arrays: Iterable[np.ndarray]) -> bool:
+    """True if no array holds NaN or Inf. One reduction per array and no temporaries: a sum is
+    NaN/Inf whenever an element is. A sum can also overflow with every element finite (huge
+    weights), so a suspicious sum is confirmed element-wise."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        return all(math.isfinite(a.sum()) or np.isfinite(a).all() for a in arrays)
+
+
+def first_nonfinite_param(params: Sequence[Parameter], what: str) -> str | None:
+    """The first parameter (forward order) whose ``grad`` or ``value`` is not finite."""
     for p in params:
-        for what, array in (("gradient", p.grad), ("weights", p.value)):
-            if not np.isfinite(array).all():
-                return f"{what} of {p.name}"
+        array = p.grad if what == "gradient" else p.value
+        if not np.isfinite(array).all():
+            return p.name
     return None
 
 
-def diagnose(what: str, params: Sequence[Parameter], *, epoch: int, step: int, lr: float) -> str:
-    where = first_nonfinite(params)
-    location = f"; first non-finite: {where}" if where else ""
+def first_nonfinite_output(model: Sequential, x: np.ndarray) -> str | None:
+    """Replay a forward pass layer by layer; name the first layer whose output is not finite."""
+    if not np.isfinite(x).all():
+        return "the input batch itself (the data holds NaN/Inf)"
+    with np.errstate(all="ignore"):
+        for m in model.modules:
+            x = m.forward(x, training=True)
+            if not np.isfinite(x).all():
+                return f"the output of {m.name}"
+    return f"the loss computation (outputs finite but up to {np.abs(x).max():.3g})"
+
+
+def largest_gradient(params: Sequence[Parameter]) -> str:
+    """The parameter with the largest gradient element (when finite gradients overflow a norm)."""
+    with np.errstate(all="ignore"):
+        p = max(params, key=lambda p: float(np.abs(p.grad).max()) if p.grad.size else 0.0)
+        return f"{p.name} (|gradient| up to {np.abs(p.grad).max():.3g})"
+
+
+def describe(
+    what: str,
+    *,
+    epoch: int,
+    step: int,
+    batch: str,
+    lr: float,
+    base_lr: float,
+    layer: str | None = None,
+) -> str:
+    """The one-line message: where, what, and the usual fixes (`base_lr`: optimizer.lr, of
+    which `lr` is the scheduled value at this epoch)."""
+    where = f" at {layer}" if layer else ""
+    lower = f"{base_lr / 10:g}" if math.isfinite(base_lr) else "a smaller value"
     return (
-        f"training diverged at epoch {epoch}, step {step}: {what}{location} (lr={lr:g}). "
-        "Try a lower learning rate (optimizer.lr), gradient clipping "
-        "(trainer.grad_clip.norm=1.0), or standardized inputs (dataset.standardize=true)."
+        f"training diverged at epoch {epoch}, step {step} ({batch}): {what}{where} "
+        f"(lr={lr:g}). Try a lower learning rate (optimizer.lr={lower}), gradient clipping "
+        "(trainer.grad_clip.norm=1.0), or standardized inputs (dataset.standardize=true)"
     )

@@ -11,6 +11,8 @@ from nnexp.train.callbacks import Callback
 
 
 class EarlyStopping(Callback):
+    state_key = "early_stopping"
+
     def __init__(
         self,
         patience: int = 10,
@@ -22,6 +24,7 @@ class EarlyStopping(Callback):
         self.restore_best, self.monitor = restore_best, monitor
         self.best, self.best_epoch, self.bad_epochs = math.inf, 0, 0
         self._best_values: list[np.ndarray] | None = None
+        self._best_buffers: dict[str, np.ndarray] = {}
 
     def on_epoch_end(self, trainer, epoch, metrics):
         value = metrics[self.monitor]
@@ -44,3 +47,25 @@ class EarlyStopping(Callback):
             for k, v in trainer.model.buffers().items():
                 np.copyto(v, self._best_buffers[k])
             metrics["best_epoch"] = float(self.best_epoch)
+
+    # The best weights are part of the state: a resumed run must restore the same ones.
+    def state_dict(self):
+        state = {
+            "best": np.asarray(self.best, dtype=np.float64),
+            "best_epoch": np.asarray(self.best_epoch),
+            "bad_epochs": np.asarray(self.bad_epochs),
+        }
+        if self._best_values is not None:
+            state |= {f"value/{i}": v for i, v in enumerate(self._best_values)}
+            state |= {f"buffer/{k}": v for k, v in self._best_buffers.items()}
+        return state
+
+    def load_state_dict(self, state):
+        self.best = float(state["best"])
+        self.best_epoch, self.bad_epochs = int(state["best_epoch"]), int(state["bad_epochs"])
+        values = sorted((int(k.split("/")[1]), v) for k, v in state.items() if k[:6] == "value/")
+        if values:
+            self._best_values = [v.copy() for _, v in values]
+            self._best_buffers = {
+                k.removeprefix("buffer/"): v.copy() for k, v in state.items() if k[:7] == "buffer/"
+            }

@@ -1,5 +1,10 @@
 """The training loop: mini-batches by shuffled index, the schedule, L2, clipping, statistics,
-validation every epoch, test metrics at the end. Everything else happens in callbacks."""
+validation every epoch, test metrics at the end. Everything else happens in callbacks.
+
+NaN/Inf is caught where it first appears: the loss and the gradients of every step (before the
+optimizer applies them), the weights after every step, and the epoch's metrics. Policy ``raise``
+raises `NonFiniteError`; ``stop`` rolls the weights back to the end of the last good epoch, ends
+training and records the message in `Trainer.diverged` (the tracker then marks the run failed)."""
 
 from __future__ import annotations
 
@@ -27,7 +32,14 @@ from nnexp.nn import (
     update_ratios,
 )
 from nnexp.train.callbacks import Callback
-from nnexp.train.divergence import NonFiniteError, diagnose
+from nnexp.train.divergence import (
+    NonFiniteError,
+    all_finite,
+    describe,
+    first_nonfinite_output,
+    first_nonfinite_param,
+    largest_gradient,
+)
 
 STATS = ("grad_norm", "update_ratio", "activations")
 EVAL_CHUNK = 8192  # rows per forward pass at evaluation: bounds memory on large sets
@@ -82,6 +94,8 @@ class Trainer:
         self.history: list[dict[str, float]] = []
         self.should_stop = False
         self.stop_reason = ""
+        self.diverged: str | None = None  # the divergence message under nan_policy=stop
+        self._good: list[np.ndarray] | None = None  # weights (and buffers) as the epoch began
         # A batch of one cannot be batch-normalized: fold such a remainder into the last batch.
         self._min_batch = 2 if any(isinstance(m, BatchNorm1d) for m in model.modules) else 1
 
@@ -92,16 +106,25 @@ class Trainer:
             self._emit("on_fit_start")
             while self.epoch < self.settings.epochs and not self.should_stop:
                 started = time.perf_counter()
+                if self.settings.nan_policy == "stop":
+                    self._good = [a.copy() for a in self._state_arrays()]
                 metrics = self._train_epoch()
-                self.epoch += 1
+                if metrics is None:  # diverged under nan_policy=stop: the epoch is void
+                    break
                 metrics |= self.evaluate("val")
+                if not self._metrics_finite(metrics, self.epoch + 1):
+                    break
+                self.epoch += 1
                 metrics["time/epoch_s"] = time.perf_counter() - started
                 self.schedule.observe(metrics[self.settings.objective])
                 self.history.append(metrics)
                 self._emit("on_epoch_end", self.epoch, metrics)
+            self._good = None  # the weights now are the last good epoch's: nothing to undo
             final = dict(self.history[-1]) if self.history else {}
             if len(self.data.X_test):
-                final |= self.evaluate("test")
+                test = self.evaluate("test")
+                if self._metrics_finite(test, self.epoch):
+                    final |= test
             final["epochs_run"] = float(self.epoch)
             self._emit("on_fit_end", final)
             return final
@@ -113,7 +136,7 @@ class Trainer:
                     print(f"warning: {type(cb).__name__}.on_exception failed: {inner!r}")
             raise
 
-    def _train_epoch(self) -> dict[str, float]:
+    def _train_epoch(self) -> dict[str, float] | None:
         s, d = self.settings, self.data
         lr = self.schedule(self.epoch)
         self.optimizer.lr = lr
@@ -129,25 +152,40 @@ class Trainer:
             end = starts[i + 1] if i + 1 < len(starts) else n
             idx = order[start:end]
             xb, yb = d.X_train[idx], d.y_train[idx]
-            logits = self.model.forward(xb, training=True)
-            loss, dlogits = self.loss.value_and_grad(logits, yb)
+            batch = f"batch {i + 1} of {len(starts)}"
+            with np.errstate(over="ignore", invalid="ignore"):  # caught below, with context
+                logits = self.model.forward(xb, training=True)
+                loss, dlogits = self.loss.value_and_grad(logits, yb)
             if not math.isfinite(loss):
-                return self._diverged(f"loss is {loss}", lr)
+                layer = first_nonfinite_param(self.params, "weights") or first_nonfinite_output(
+                    self.model, xb
+                )
+                return self._diverged(f"the loss is {loss}", lr, batch, layer)
             loss_sum += loss * len(idx)
             if d.classification:
                 correct += int(np.count_nonzero(self.loss.predict(logits) == yb))
-            self.model.backward(dlogits, need_dx=False)
+            with np.errstate(over="ignore", invalid="ignore"):
+                self.model.backward(dlogits, need_dx=False)
             if s.l2:
                 add_l2_grad(self.params, s.l2)
+            # Before clipping (clip_by_value would hide an Inf) and before the update.
+            if not all_finite(p.grad for p in self.params):
+                layer = first_nonfinite_param(self.params, "gradient")
+                return self._diverged("the gradient is not finite", lr, batch, layer)
             if s.clip_value:
                 clip_by_value(self.params, s.clip_value)
             sample = want and self.global_step % s.stats_every == 0
             norms = grad_norms(self.params) if (sample or s.clip_norm) else None
-            if norms is not None and not math.isfinite(sum(norms)):
-                return self._diverged("a gradient is not finite", lr)
+            if norms is not None and not math.isfinite(sum(norms)):  # squares overflowed
+                layer = largest_gradient(self.params)
+                return self._diverged("the gradient norm overflows", lr, batch, layer)
             if s.clip_norm:
                 clip_by_global_norm(self.params, s.clip_norm, norms)
-            self.optimizer.step()
+            with np.errstate(over="ignore", invalid="ignore"):
+                self.optimizer.step()
+            if not all_finite(p.value for p in self.params):
+                layer = first_nonfinite_param(self.params, "weights")
+                return self._diverged("the update made the weights non-finite", lr, batch, layer)
             self.global_step += 1
             if sample:
                 self._sample_stats(norms, lr, want, grads, others)
@@ -166,14 +204,48 @@ class Trainer:
             for layer in self.activations:
                 others.add(activation_stats(layer))
 
-    def _diverged(self, what: str, lr: float) -> dict[str, float]:
-        error = NonFiniteError(
-            diagnose(what, self.params, epoch=self.epoch + 1, step=self.global_step + 1, lr=lr)
+    def _diverged(
+        self, what: str, lr: float, where: str, layer: str | None = None, *, epoch: int = 0
+    ) -> None:
+        """Raise (policy raise), or roll back to the last good epoch and end training (stop).
+        Called before `global_step` counts the failing step (so step + 1 names it)."""
+        message = describe(
+            what,
+            epoch=epoch or self.epoch + 1,
+            step=self.global_step + 1,
+            batch=where,
+            lr=lr,
+            base_lr=getattr(self.schedule, "base_lr", lr),
+            layer=layer,
         )
         if self.settings.nan_policy != "stop":
-            raise error
-        self.should_stop, self.stop_reason = True, str(error)
-        return {"train/loss": math.nan, "lr": lr}
+            raise NonFiniteError(message)
+        if self._good is not None:
+            for target, good in zip(self._state_arrays(), self._good, strict=True):
+                np.copyto(target, good)
+        self.should_stop, self.diverged = True, message
+        self.stop_reason = "diverged (trainer.nan_policy=stop): kept the last good epoch"
+
+    def _metrics_finite(self, metrics: dict[str, float], epoch: int) -> bool:
+        """Losses and quality metrics must be finite: the weights can be finite and still
+        overflow on other data (validation, test)."""
+        bad = [
+            k
+            for k, v in metrics.items()
+            if k.split("/")[0] in ("train", "val", "test") and not math.isfinite(v)
+        ]
+        if bad:
+            layer = first_nonfinite_param(self.params, "weights")
+            what = f"{bad[0]} is {metrics[bad[0]]}"
+            self.global_step -= 1  # no step failed: name the last one taken
+            try:
+                self._diverged(what, self.optimizer.lr, "evaluation", layer, epoch=epoch)
+            finally:
+                self.global_step += 1
+        return not bad
+
+    def _state_arrays(self) -> list[np.ndarray]:
+        return [p.value for p in self.params] + list(self.model.buffers().values())
 
     # --- evaluation -------------------------------------------------------------------------
 
@@ -185,10 +257,13 @@ class Trainer:
         return np.concatenate(parts) if len(parts) != 1 else parts[0]
 
     def evaluate(self, split: str) -> dict[str, float]:
+        with np.errstate(over="ignore", invalid="ignore"):  # non-finite: checked by fit()
+            return self._evaluate(split)
+
+    def _evaluate(self, split: str) -> dict[str, float]:
         X, y = getattr(self.data, f"X_{split}"), getattr(self.data, f"y_{split}")
         logits = self.predict_logits(X)
-        loss = self.loss.value(logits, y)
-        out = {f"{split}/loss": loss}
+        out = {f"{split}/loss": self.loss.value(logits, y)}
         if self.data.classification:
             out[f"{split}/acc"] = float(np.mean(self.loss.predict(logits) == y))
         else:

@@ -1,0 +1,325 @@
+"""The report's plots, drawn from a `Sweep` (the tracking store) alone:
+
+- ``val_loss.png``: every run's validation-loss curve, overlaid, colored by the first swept
+  value (a color bar for numbers, a legend for names), line style by the second;
+  diverged runs end in a red cross;
+- ``heatmap.png``: the final objective over the first two swept axes (best over any others),
+  diverged and failed cells marked; a scatter when an axis has too many values for a grid;
+- ``grad_norms.png``: per-layer weight-gradient norms of chosen runs on a log axis, where
+  vanishing (early layers far below late ones) and exploding gradients show.
+
+Same house style as `nnexp.tracking.plots`: matplotlib's `Figure` directly (no pyplot state).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+from nnexp.report.collect import RunRecord, Sweep
+
+MAX_GRID = 12  # values per heatmap axis; more (e.g. a continuous Optuna range): a scatter
+STYLES = ("-", "--", ":", "-.")
+DIVERGED = "#d62728"
+_GRAD_KEY = re.compile(r"^grad_norm/(?P<layer>.+)/W/mean$")
+
+
+# --- swept values --------------------------------------------------------------------------------
+
+
+def as_number(value: str) -> float | None:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def ordered_values(sweep: Sweep, key: str) -> list[str]:
+    """The distinct values `key` took: numerically sorted when they are numbers."""
+    values = list(dict.fromkeys(r.params[key] for r in sweep.runs if key in r.params))
+    if values and all(as_number(v) is not None for v in values):
+        return sorted(values, key=as_number)
+    return sorted(values)
+
+
+def _norm(values: Sequence[float]):
+    """A log color scale for positive values spanning a decade or more (learning rates)."""
+    from matplotlib.colors import LogNorm, Normalize
+
+    finite = [v for v in values if math.isfinite(v)]
+    if not finite:
+        return Normalize(0, 1)
+    low, high = min(finite), max(finite)
+    if low > 0 and high / low >= 10:
+        return LogNorm(low, high)
+    return Normalize(low, high if high > low else low + 1)
+
+
+def _figure(width: float, height: float = 4.5):
+    from matplotlib.figure import Figure  # slow import: only when plotting
+
+    return Figure(figsize=(width, height), layout="constrained")
+
+
+def _finite(points: Sequence[tuple[int, float]], *, positive: bool = False):
+    keep = [(s, v) for s, v in points if math.isfinite(v) and (v > 0 or not positive)]
+    return [s for s, _ in keep], [v for _, v in keep]
+
+
+# --- validation-loss curves ----------------------------------------------------------------------
+
+
+def loss_curves(sweep: Sweep, path: str | Path, key: str = "val/loss") -> Path | None:
+    """All runs' `key` curves on one axis; None if no run logged `key`."""
+    from matplotlib import colormaps
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.lines import Line2D
+
+    curves = {run.run_id: sweep.history(run, key) for run in sweep.runs}
+    if not any(curves.values()):
+        return None
+    keys = [k for k in sweep.swept if ordered_values(sweep, k)]
+    numeric = [k for k in keys if all(as_number(v) is not None for v in ordered_values(sweep, k))]
+    color_key = (numeric or keys or [None])[0]  # a number (lr) reads best as a color scale
+    style_key = next((k for k in keys if k != color_key), None)
+    style_values = ordered_values(sweep, style_key) if style_key else []
+    if len(style_values) > len(STYLES):
+        style_key, style_values = None, []
+
+    fig = _figure(8)
+    ax = fig.subplots()
+    colors, handles = _colors(sweep, color_key, colormaps)
+    positive = all(v > 0 for c in curves.values() for v in _finite(c)[1])
+    for run in sweep.runs:
+        steps, values = _finite(curves[run.run_id])
+        style = STYLES[style_values.index(run.params[style_key])] if style_key else "-"
+        marker = "o" if len(curves[run.run_id]) <= 20 else None
+        ax.plot(steps, values, style, color=colors[run.run_id], marker=marker, markersize=3)
+        if run.state == "diverged" and steps:
+            ax.plot(steps[-1], values[-1], "x", color=DIVERGED, markersize=11, mew=2.5)
+    if positive:
+        ax.set_yscale("log")
+    _epoch_axis(ax)
+    ax.set_ylabel(key)
+    ax.grid(alpha=0.3, which="both")
+    n_diverged = sum(r.state == "diverged" for r in sweep.runs)
+    ax.set_title(
+        f"{key} of {len(sweep.runs)} runs" + (f" ({n_diverged} diverged)" if n_diverged else "")
+    )
+    if isinstance(handles, ScalarMappable):
+        fig.colorbar(handles, ax=ax, label=color_key)
+        handles = []
+    handles += [
+        Line2D([], [], color="gray", linestyle=s, label=f"{style_key}={v}")
+        for s, v in zip(STYLES, style_values, strict=False)
+    ]
+    if n_diverged:
+        handles.append(Line2D([], [], color=DIVERGED, marker="x", linestyle="", label="diverged"))
+    if handles:
+        ax.legend(handles=handles, fontsize="small")
+    return _save(fig, path)
+
+
+def _colors(sweep: Sweep, key: str | None, colormaps):
+    """Each run's color, and what explains them: a ScalarMappable (numbers) or legend handles."""
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.lines import Line2D
+
+    if key is None:
+        cmap = colormaps["tab10"]
+        return {r.run_id: cmap(i % 10) for i, r in enumerate(sweep.runs)}, []
+    values = ordered_values(sweep, key)
+    numbers = [as_number(v) for v in values]
+    if all(n is not None for n in numbers) and len(values) > 1:
+        cmap, norm = colormaps["viridis"], _norm(numbers)
+        colors = {
+            r.run_id: cmap(norm(as_number(r.params[key]))) if key in r.params else "gray"
+            for r in sweep.runs
+        }
+        return colors, ScalarMappable(norm=norm, cmap=cmap)
+    cmap = colormaps["tab10"]
+    colors = {
+        r.run_id: cmap(values.index(r.params[key]) % 10) if key in r.params else "gray"
+        for r in sweep.runs
+    }
+    handles = [Line2D([], [], color=cmap(i % 10), label=f"{key}={v}") for i, v in enumerate(values)]
+    return colors, handles
+
+
+# --- final objective over two swept axes ---------------------------------------------------------
+
+
+def heatmap(sweep: Sweep, path: str | Path) -> Path | None:
+    """The final objective over the first two swept keys (one row if only one is swept)."""
+    axes = [k for k in sweep.swept if ordered_values(sweep, k)][:2]
+    if not axes or not sweep.runs:
+        return None
+    xs = ordered_values(sweep, axes[0])
+    ys = ordered_values(sweep, axes[1]) if len(axes) > 1 else [""]
+    if len(xs) > MAX_GRID or len(ys) > MAX_GRID:
+        return _scatter(sweep, axes, path)
+    cells: dict[tuple[int, int], list[RunRecord]] = {}
+    for run in sweep.runs:
+        if axes[0] in run.params and (len(axes) == 1 or axes[1] in run.params):
+            y = ys.index(run.params[axes[1]]) if len(axes) > 1 else 0
+            cells.setdefault((y, xs.index(run.params[axes[0]])), []).append(run)
+
+    import numpy as np
+
+    grid = np.full((len(ys), len(xs)), np.nan)
+    for (y, x), runs in cells.items():
+        done = [r.objective for r in runs if r.state == "finished" and math.isfinite(r.objective)]
+        if done:
+            grid[y, x] = min(done)  # the best over the axes not shown
+    fig = _figure(max(5.0, 1.1 * len(xs) + 2.5), max(2.6, 0.8 * len(ys) + 1.8))
+    ax = fig.subplots()
+    from matplotlib import colormaps
+
+    cmap = colormaps["viridis_r"].copy()
+    cmap.set_bad("#eeeeee")
+    norm = _norm(grid[np.isfinite(grid)].tolist())
+    image = ax.imshow(np.ma.masked_invalid(grid), cmap=cmap, norm=norm, aspect="auto")
+    fig.colorbar(image, ax=ax, label=f"final {sweep.objective} (lower is better)")
+    for (y, x), runs in cells.items():
+        if math.isfinite(grid[y, x]):
+            shade = norm(grid[y, x])
+            ax.text(
+                x,
+                y,
+                f"{grid[y, x]:.3g}",
+                ha="center",
+                va="center",
+                fontsize=9,
+                color="white" if shade > 0.6 else "black",
+            )
+        else:
+            label = "diverged" if any(r.state == "diverged" for r in runs) else runs[0].state
+            ax.text(
+                x,
+                y,
+                f"✗\n{label}",
+                ha="center",
+                va="center",
+                fontsize=9,
+                color=DIVERGED,
+                fontweight="bold",
+            )
+    ax.set_xticks(range(len(xs)), xs)
+    ax.set_xlabel(axes[0])
+    ax.set_yticks(range(len(ys)), ys)
+    if len(axes) > 1:
+        ax.set_ylabel(axes[1])
+    ax.set_title(f"final {sweep.objective} per {' × '.join(axes)}")
+    return _save(fig, path)
+
+
+def _scatter(sweep: Sweep, axes: list[str], path: str | Path) -> Path:
+    """Too many values for a grid (a continuous search): one point per run instead."""
+    from matplotlib import colormaps
+
+    xs = ordered_values(sweep, axes[0])
+    ys = ordered_values(sweep, axes[1]) if len(axes) > 1 else [""]
+
+    def coord(values: list[str], value: str) -> float:
+        number = as_number(value)
+        return number if number is not None and all(map(as_number, values)) else values.index(value)
+
+    fig = _figure(8)
+    ax = fig.subplots()
+    good = [r for r in sweep.runs if r.state == "finished" and math.isfinite(r.objective)]
+    bad = [r for r in sweep.runs if r not in good]
+
+    def points(runs: list[RunRecord]) -> tuple[list[float], list[float]]:
+        px = [coord(xs, r.params.get(axes[0], xs[0])) for r in runs]
+        py = [coord(ys, r.params.get(axes[1], ys[0])) if len(axes) > 1 else 0 for r in runs]
+        return px, py
+
+    norm = _norm([r.objective for r in good])
+    if good:
+        dots = ax.scatter(
+            *points(good),
+            c=[r.objective for r in good],
+            cmap=colormaps["viridis_r"],
+            norm=norm,
+            s=60,
+            edgecolors="black",
+        )
+        fig.colorbar(dots, ax=ax, label=f"final {sweep.objective}")
+    if bad:
+        ax.scatter(*points(bad), marker="x", color=DIVERGED, s=80, label="diverged / failed")
+        ax.legend(fontsize="small")
+    numbers = [as_number(v) for v in xs]
+    if all(n is not None and n > 0 for n in numbers) and max(numbers) / min(numbers) >= 10:
+        ax.set_xscale("log")
+    ax.set_xlabel(axes[0])
+    if len(axes) > 1:
+        ax.set_ylabel(axes[1])
+        if not all(map(as_number, ys)):
+            ax.set_yticks(range(len(ys)), ys)
+    ax.grid(alpha=0.3)
+    ax.set_title(f"final {sweep.objective} per run")
+    return _save(fig, path)
+
+
+# --- gradient norms ------------------------------------------------------------------------------
+
+
+def chosen_runs(sweep: Sweep, limit: int = 3) -> list[RunRecord]:
+    """The runs worth a gradient plot: the best, the worst that finished, and a diverged one."""
+    done = sorted(
+        (r for r in sweep.runs if r.state == "finished" and math.isfinite(r.objective)),
+        key=lambda r: r.objective,
+    )
+    picks = done[:1] + done[-1:] + [r for r in sweep.runs if r.state == "diverged"][:1]
+    unique = list({r.run_id: r for r in picks}.values())
+    return unique[:limit] or sweep.runs[:limit]
+
+
+def grad_norm_curves(sweep: Sweep, runs: Sequence[RunRecord], path: str | Path) -> Path | None:
+    """One panel per run: each layer's mean weight-gradient norm per epoch, log scale."""
+    panels = []
+    for run in runs:
+        keys = sorted((k for k in run.metrics if _GRAD_KEY.match(k)), key=_layer_order)
+        if keys:
+            panels.append((run, keys))
+    if not panels:
+        return None
+    fig = _figure(4.2 * len(panels) + 0.6, 4)
+    axes = fig.subplots(1, len(panels), squeeze=False, sharey=True)[0]
+    for ax, (run, keys) in zip(axes, panels, strict=True):
+        for key in keys:
+            steps, values = _finite(sweep.history(run, key), positive=True)
+            marker = "o" if len(steps) <= 20 else None
+            ax.plot(steps, values, marker=marker, markersize=3, label=_GRAD_KEY.match(key)["layer"])
+        ax.set_yscale("log")
+        _epoch_axis(ax)
+        ax.grid(alpha=0.3, which="both")
+        title = run.name if run.state == "finished" else f"{run.name} ({run.state})"
+        ax.set_title(
+            title, fontsize="medium", color="black" if run.state == "finished" else DIVERGED
+        )
+        ax.legend(fontsize="x-small")
+    axes[0].set_ylabel("mean ‖dL/dW‖ per step")
+    fig.suptitle("weight-gradient norm per layer (log scale)")
+    return _save(fig, path)
+
+
+def _epoch_axis(ax) -> None:
+    from matplotlib.ticker import MaxNLocator
+
+    ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
+def _layer_order(key: str) -> tuple:
+    """dense_2 before dense_10: numbers in layer names compare as numbers."""
+    return tuple(int(p) if p.isdigit() else p for p in re.split(r"(\d+)", key))
+
+
+def _save(fig, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    return path

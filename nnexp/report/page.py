@@ -1,0 +1,80 @@
+"""The report's files: the PNG plots and one self-contained HTML page (the plots inlined as
+base64, no outside CSS or scripts), so the page can be mailed or opened from an artifact store."""
+
+from __future__ import annotations
+
+import base64
+import html
+from pathlib import Path
+
+from nnexp.report import figures
+from nnexp.report.collect import RunRecord, Sweep
+from nnexp.report.table import table
+
+CSS = """
+body { font-family: system-ui, sans-serif; margin: 2em; color: #222; }
+table { border-collapse: collapse; font-size: 0.9em; }
+th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right; }
+th { background: #f3f3f3; }
+td.text { text-align: left; }
+tr.diverged td, tr.failed td { color: #b00; }
+tr.best td { font-weight: bold; background: #f4fbf0; }
+img { max-width: 100%; display: block; margin: 1em 0; }
+code { background: #f3f3f3; padding: 0 0.2em; }
+"""
+
+
+def write_report(
+    sweep: Sweep, directory: str | Path, grad_runs: list[RunRecord] | None = None
+) -> list[Path]:
+    """Write ``val_loss.png``, ``heatmap.png``, ``grad_norms.png`` (those there is data for)
+    and ``report.html`` into `directory`; return their paths, the page last."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    runs = grad_runs if grad_runs is not None else figures.chosen_runs(sweep)
+    images = [
+        figures.loss_curves(sweep, directory / "val_loss.png"),
+        figures.heatmap(sweep, directory / "heatmap.png"),
+        figures.grad_norm_curves(sweep, runs, directory / "grad_norms.png"),
+    ]
+    images = [path for path in images if path is not None]
+    page = directory / "report.html"
+    page.write_text(render_html(sweep, images), encoding="utf-8")
+    return [*images, page]
+
+
+def render_html(sweep: Sweep, images: list[Path]) -> str:
+    headers, rows = table(sweep)
+    best = sweep.best()
+    counts = sweep.counts()
+    esc = html.escape
+    text_columns = {0, 1, *range(2, 2 + len(sweep.swept) + 1)}
+    body = [f"<h1>nnexp sweep {esc(sweep.sweep_id)}</h1>", f"<p><code>{esc(sweep.name)}</code></p>"]
+    summary = ", ".join(f"{v} {k}" for k, v in counts.items() if v or k == "total")
+    body.append(f"<p>Parent run <code>{esc(sweep.parent_run_id)}</code>: {esc(summary)} jobs.")
+    if best is not None:
+        body.append(
+            f" Best {esc(sweep.objective)} = {best.objective:.4g}:"
+            f" run <code>{esc(best.name)}</code>"
+            f" (<code>{esc(best.run_id)}</code>)."
+        )
+    body.append("</p><table><tr>")
+    body += [f"<th>{esc(h)}</th>" for h in headers]
+    body.append("</tr>")
+    for run, row in zip(sweep.runs, rows, strict=True):
+        kind = "best" if best is not None and run.run_id == best.run_id else run.state
+        cells = [
+            f'<td class="text">{esc(c)}</td>' if i in text_columns else f"<td>{esc(c)}</td>"
+            for i, c in enumerate(row)
+        ]
+        title = f' title="{esc(run.error)}"' if run.error else ""
+        body.append(f'<tr class="{kind}"{title}>{"".join(cells)}</tr>')
+    body.append("</table>")
+    for path in images:
+        data = base64.b64encode(path.read_bytes()).decode("ascii")
+        body.append(f'<img alt="{esc(path.stem)}" src="data:image/png;base64,{data}">')
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f"<title>nnexp sweep {esc(sweep.sweep_id)}</title><style>{CSS}</style></head>"
+        f"<body>{''.join(body)}</body></html>\n"
+    )

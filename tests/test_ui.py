@@ -1,0 +1,110 @@
+"""The MLflow UI shows a sweep as a person expects: the jobs grouped under their parent run, the
+swept params and final metrics as columns, and a working compare view. A real `mlflow server`
+on 127.0.0.1 and a real headless Chromium (Debian's, installed by .ci/run) driven by Playwright.
+The UI polls, so the test waits for text, never for network idle.
+
+``NNEXP_UPDATE_SCREENSHOT=1`` also writes the README's screenshot, docs/mlflow-ui.png."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+from conftest import mlflow_server
+
+CHROMIUM = "/usr/bin/chromium"
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+SCREENSHOT = Path(__file__).resolve().parents[1] / "docs" / "mlflow-ui.png"
+WAIT_MS = 90_000  # a cold UI on a busy 2-core machine
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not shutil.which(CHROMIUM), reason=f"no {CHROMIUM}: .ci/run installs it")
+def test_sweep_in_the_mlflow_ui(cli, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    cli.ok("-m", "model.init=xavier,he", "optimizer.lr=0.1,1e6", "trainer.epochs=3")
+    runs = cli.runs()
+    (parent,) = [r for r in runs if r.data.tags.get("sweep.role") == "parent"]
+    children = sorted((r for r in runs if r is not parent), key=lambda r: r.info.run_name)
+    assert len(children) == 4
+    experiment_id = parent.info.experiment_id
+
+    with (
+        mlflow_server(cli.uri, tmp_path / "artifacts") as url,
+        sync_playwright() as playwright,
+    ):
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        page = browser.new_page(viewport={"width": 1180, "height": 470})
+        page.set_default_timeout(WAIT_MS)
+
+        # The runs page: only the parent at first; expanded, its four jobs under it.
+        page.goto(f"{url}/#/experiments/{experiment_id}/runs")
+        page.get_by_text(parent.info.run_name[:24]).first.wait_for()
+        for name in ("Close", "Toggle sidebar"):  # the assistant panel and the sidebar: room
+            button = page.get_by_role("button", name=name)
+            if button.count():
+                button.first.click()
+        row = page.locator("[role=row]").filter(has_text=parent.info.run_name[:24]).first
+        row.locator("[col-id*='Run Name'] button").first.click()
+        for run in children:
+            page.get_by_text(run.info.run_name, exact=True).first.wait_for()
+        # The swept params and the final metrics as columns.
+        page.get_by_test_id("column-selection-dropdown").filter(has_text="Columns").click()
+        menu = page.get_by_placeholder("Search columns")
+        for column in ("Dataset", "Source", "Models", "val/loss", "val/acc", *swept(parent)):
+            menu.fill(column)
+            titles = page.locator("[class*='tree-title']")  # the menu's entries (a tree)
+            titles.filter(has_text=re.compile(f"^{re.escape(column)}$")).first.click()
+        page.keyboard.press("Escape")
+        header = page.locator("[role=columnheader]")
+        for column in ("val/loss", "val/acc", "model.init", "optimizer.lr"):
+            header.get_by_text(column, exact=True).first.wait_for()
+        good = next(r for r in children if r.info.status == "FINISHED")
+        page.get_by_text(str(good.data.metrics["val/loss"])[:5]).first.wait_for()  # a value
+        page.screenshot(path=tmp_path / "runs.png")
+        if os.environ.get("NNEXP_UPDATE_SCREENSHOT") == "1":
+            SCREENSHOT.parent.mkdir(exist_ok=True)
+            page.screenshot(path=SCREENSHOT)
+
+        # The compare view of the four jobs: their names, params and metric names.
+        ids = json.dumps([r.info.run_id for r in children])
+        page.goto(f"{url}/#/compare-runs?runs={ids}&experiments={json.dumps([experiment_id])}")
+        page.get_by_text("Comparing 4 Runs").first.wait_for()
+        for run in children:
+            page.get_by_text(run.info.run_name, exact=True).first.wait_for()
+        page.mouse.move(500, 300)  # over the page: the wheel scrolls its (virtualized) tables
+        for metric in ("grad_norm/dense_0/W/mean", "train/loss", "val/acc", "test/acc"):
+            scroll_to_text(page, metric)  # (not val/loss: it is also trainer.objective's value)
+        body = page.inner_text("body")
+        assert "optimizer.lr" in body and "model.init" in body
+        page.screenshot(path=tmp_path / "compare.png")
+        browser.close()
+
+
+def scroll_to_text(page, text: str, tries: int = 80) -> None:
+    """Scroll down until `text` is rendered: long tables render only the rows in view."""
+    target = page.get_by_text(text, exact=True).first
+    for _ in range(tries):
+        if target.is_visible():
+            return
+        page.mouse.wheel(0, 300)
+        page.wait_for_timeout(200)
+    target.wait_for(timeout=1000)  # fails with Playwright's own message
+
+
+def swept(parent) -> list[str]:
+    return json.loads(parent.data.tags["sweep.swept"])
