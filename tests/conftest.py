@@ -110,3 +110,19 @@ def mlflow_server(backend_uri: str, artifacts: Path, timeout: float = 180) -> It
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+
+
+@pytest.fixture(autouse=True)
+def _reset_mlflow_global_uri():
+    """Tests that call `mlflow.set_tracking_uri` would leak their store into the next test of
+    the same worker (model URIs then resolve against the wrong store): reset it after each."""
+    before = os.environ.get("MLFLOW_TRACKING_URI")
+    yield
+    if "mlflow" in sys.modules:
+        import mlflow
+
+        mlflow.set_tracking_uri(None)
+    if before is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = before
