@@ -15,7 +15,7 @@ from nnexp.nn import (
     Dropout,
     SigmoidBCE,
     SoftmaxCrossEntropy,
-    StatsAccumulator,
+    StepStats,
     activation_stats,
     gradient_stats,
     initialize,
@@ -264,8 +264,21 @@ def test_statistics():
     w_norm = np.linalg.norm(model.modules[0].W.value)
     assert r["update_ratio/dense_0"] == pytest.approx(0.1 * math.sqrt(8) / w_norm)
 
-    acc = StatsAccumulator()
-    acc.add({"a": 1.0})
-    acc.add({"a": 3.0})
-    assert acc.summary() == {"a/mean": 2.0, "a/max": 3.0}
-    assert acc.means() == {"a": 2.0}
+    # Per-step samples summarized per epoch: gradient norms as mean and max, the rest as means.
+    step_stats = StepStats(params, [relu], ("grad_norm", "update_ratio", "activations"))
+    model.forward(x, training=True)
+    step_stats.sample(norms, lr=0.1)
+    for p in params:
+        p.grad[...] = 3.0
+    step_stats.sample([3 * n for n in norms], lr=0.1)
+    summary = step_stats.summary()
+    assert summary["grad_norm/dense_0/W/mean"] == pytest.approx(2 * math.sqrt(8))
+    assert summary["grad_norm/dense_0/W/max"] == pytest.approx(3 * math.sqrt(8))
+    assert summary["grad_norm/global/max"] == pytest.approx(3 * math.sqrt(22))
+    assert summary["update_ratio/dense_0"] == pytest.approx(2 * r["update_ratio/dense_0"])
+    assert summary["act/relu_0/dead_frac"] == 0.5
+    y = relu.output
+    assert summary["act/relu_0/mean"] == pytest.approx(y.mean())
+    assert summary["act/relu_0/std"] == pytest.approx(y.std())
+    assert "act/relu_0/sat_frac" not in summary
+    assert not StepStats(params, [relu], ())  # nothing wanted: the trainer skips sampling

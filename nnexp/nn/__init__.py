@@ -18,6 +18,7 @@ from nnexp.nn.activations import (
     make_activation,
     sigmoid,
 )
+from nnexp.nn.flat import flat_view, pack
 from nnexp.nn.gradcheck import gradcheck
 from nnexp.nn.gradients import (
     add_l2_grad,
@@ -34,7 +35,7 @@ from nnexp.nn.mlp import mlp
 from nnexp.nn.module import Module, Parameter, Sequential
 from nnexp.nn.optim import OPTIMIZERS, SGD, Adam, AdamW, Optimizer, RMSprop
 from nnexp.nn.schedules import SCHEDULES, Schedule
-from nnexp.nn.stats import StatsAccumulator, activation_stats, gradient_stats, update_ratios
+from nnexp.nn.stats import StepStats, activation_stats, gradient_stats, update_ratios
 
 __all__ = [
     "ACTIVATIONS",
@@ -66,12 +67,13 @@ __all__ = [
     "Sigmoid",
     "SigmoidBCE",
     "SoftmaxCrossEntropy",
-    "StatsAccumulator",
+    "StepStats",
     "Tanh",
     "activation_stats",
     "add_l2_grad",
     "clip_by_global_norm",
     "clip_by_value",
+    "flat_view",
     "global_norm",
     "grad_norms",
     "gradcheck",
@@ -80,6 +82,7 @@ __all__ = [
     "l2_penalty",
     "make_activation",
     "mlp",
+    "pack",
     "sigmoid",
     "update_ratios",
 ]

@@ -47,27 +47,36 @@ class SoftmaxCrossEntropy(Loss):
 
     name = "softmax_cross_entropy"
     task = "multiclass"
+    _offsets_key: tuple[int, int] | None = None
 
     def value_and_grad(self, logits, y):
         n = logits.shape[0]
         # One temporary: shift by the row max (log-sum-exp), read the target terms, then
-        # exponentiate the same array in place into the softmax.
-        probs = logits - logits.max(axis=1, keepdims=True)
+        # exponentiate the same array in place into the softmax. (Ufunc methods rather than
+        # ndarray methods: on small batches the wrappers' overhead is most of the cost.)
+        probs = np.subtract(logits, np.maximum.reduce(logits, axis=1, keepdims=True))
         if y.ndim == 1:
-            rows = np.arange(n)
-            target_term = probs[rows, y]
+            flat = probs.reshape(-1)
+            picks = y + self._row_offsets(n, probs.shape[1])  # flat index of each target
+            target_term = flat.take(picks)
         else:
             target_term = np.einsum("ij,ij->i", y, probs)
         np.exp(probs, out=probs)
-        total = probs.sum(axis=1, keepdims=True)
-        loss = float(np.log(total).sum() - target_term.sum()) / n
+        total = np.add.reduce(probs, axis=1, keepdims=True)
+        loss = float(np.add.reduce(np.log(total), axis=None) - np.add.reduce(target_term)) / n
         probs /= total
         if y.ndim == 1:
-            probs[rows, y] -= 1
+            flat[picks] -= 1
         else:
             probs -= y
         probs /= probs.dtype.type(n)
         return loss, probs
+
+    def _row_offsets(self, n: int, classes: int) -> np.ndarray:
+        """0, C, 2C, ...: cached, since every batch but the last has the same size."""
+        if self._offsets_key != (n, classes):
+            self._offsets, self._offsets_key = np.arange(n) * classes, (n, classes)
+        return self._offsets
 
     def predict_proba(self, logits):
         shifted = logits - logits.max(axis=1, keepdims=True)

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from nnexp.nn.activations import make_activation
+from nnexp.nn.flat import pack
 from nnexp.nn.layers import BatchNorm1d, Dense, Dropout
 from nnexp.nn.module import Module, Sequential
 
@@ -48,4 +49,6 @@ def mlp(
     modules.append(
         Dense(widths[-1], out_features, init=init, rng=rng, dtype=dtype, init_kwargs=init_kwargs)
     )
-    return Sequential(modules)
+    model = Sequential(modules)
+    pack(list(model.parameters()))  # one vector: the optimizer updates it in one call
+    return model

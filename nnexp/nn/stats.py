@@ -7,7 +7,8 @@ often to compute them, so they cost nothing when off.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Collection, Sequence
 
 import numpy as np
 
@@ -35,52 +36,103 @@ def update_ratios(params: Sequence[Parameter], norms: Sequence[float], lr: float
     return out
 
 
+def activation_keys(layer: Activation) -> list[str]:
+    """The statistics `activation_values` returns for this layer, in order."""
+    prefix = f"act/{layer.name}"
+    keys = [f"{prefix}/mean", f"{prefix}/std"]
+    if layer.dies:
+        keys.append(f"{prefix}/dead_frac")
+    if layer.saturation is not None:
+        keys.append(f"{prefix}/sat_frac")
+    return keys
+
+
+def activation_values(layer: Activation, y: np.ndarray) -> list[float]:
+    """Mean, std, [dead fraction], [saturated fraction] of a layer's output `y`.
+
+    Mean and std come from one sum and one BLAS dot (E[y²] - E[y]², clamped at 0) instead of
+    NumPy's two-pass std with its temporaries: activations are O(1) with spread of the same
+    order, so the cancellation this risks stays far below what the plots can show."""
+    flat = y.reshape(-1)
+    n = flat.size
+    mean = float(np.add.reduce(flat)) / n
+    values = [mean, math.sqrt(max(float(np.vdot(flat, flat)) / n - mean * mean, 0.0))]
+    if layer.dies:  # a unit is dead in this batch if it is never positive: max <= 0
+        values.append(np.count_nonzero(np.maximum.reduce(y, axis=0) <= 0) / y.shape[1])
+    if layer.saturation is not None:
+        lo, hi = layer.saturation
+        values.append(np.count_nonzero((y < lo) | (y > hi)) / n)
+    return values
+
+
 def activation_stats(layer: Activation) -> dict:
     """``act/<layer>/mean``, ``/std``, ``/dead_frac`` (units never positive in the batch, ReLU
     family), ``/sat_frac`` (outputs where the derivative is nearly zero, sigmoid/tanh)."""
     y = layer.output
     if y is None:
         return {}
-    prefix = f"act/{layer.name}"
-    out = {f"{prefix}/mean": float(y.mean()), f"{prefix}/std": float(y.std())}
-    if layer.dies:
-        out[f"{prefix}/dead_frac"] = float(np.mean(~(y > 0).any(axis=0)))
-    if layer.saturation is not None:
-        lo, hi = layer.saturation
-        out[f"{prefix}/sat_frac"] = float(np.mean((y < lo) | (y > hi)))
-    return out
+    return dict(zip(activation_keys(layer), activation_values(layer, y), strict=True))
 
 
-class StatsAccumulator:
-    """Collects per-step values and summarizes each key as ``<key>/mean`` and ``<key>/max``."""
+class StepStats:
+    """The statistics of every sampled step of an epoch, summarized at its end: gradient norms
+    as ``<key>/mean`` and ``<key>/max``, update ratios and activation statistics as means.
 
-    def __init__(self) -> None:
-        self._sum: dict[str, float] = {}
-        self._max: dict[str, float] = {}
-        self._count: dict[str, int] = {}
+    The keys are fixed once, and each step's values go into one vector that is added to running
+    sums and maxima, so the bookkeeping per step is a few vector operations however many
+    statistics are logged (the values themselves are one reduction each)."""
 
-    def add(self, values: dict[str, float]) -> None:
-        for k, v in values.items():
-            if k in self._sum:
-                self._sum[k] += v
-                self._count[k] += 1
-                if v > self._max[k] or v != v:  # keep NaN visible
-                    self._max[k] = v
-            else:
-                self._sum[k], self._max[k], self._count[k] = v, v, 1
+    def __init__(
+        self,
+        params: Sequence[Parameter],
+        activations: Sequence[Activation],
+        want: Collection[str],
+    ) -> None:
+        self.params = list(params)
+        self.want = set(want)
+        self.weights = [p for p in self.params if p.decay] if "update_ratio" in want else []
+        self.activations = [a for a in activations if a.records_output and "activations" in want]
+        grad_keys = []
+        if "grad_norm" in want:
+            grad_keys = [f"grad_norm/{p.name}" for p in self.params] + ["grad_norm/global"]
+        other_keys = [f"update_ratio/{p.name.rsplit('/', 1)[0]}" for p in self.weights]
+        for layer in self.activations:
+            other_keys += activation_keys(layer)
+        self.grad_keys, self.other_keys = grad_keys, other_keys
+        size = len(grad_keys) + len(other_keys)
+        self._row = np.empty(size)
+        self._sum = np.zeros(size)
+        self._max = np.full(size, -np.inf)
+        self._count = 0
+
+    def __bool__(self) -> bool:
+        return bool(self.grad_keys or self.other_keys)
+
+    def sample(self, norms: Sequence[float], lr: float) -> None:
+        """Record one step: `norms` are the parameters' gradient norms (before clipping)."""
+        values: list[float] = []
+        if self.grad_keys:
+            values += norms
+            values.append(global_norm(norms))
+        if self.weights:
+            by_name = dict(zip((p.name for p in self.params), norms, strict=True))
+            values += [lr * by_name[p.name] / (norm(p.value) + 1e-12) for p in self.weights]
+        for layer in self.activations:
+            values += activation_values(layer, layer.output)
+        row = self._row
+        row[:] = values
+        self._sum += row
+        np.maximum(self._max, row, out=self._max)  # propagates NaN: keeps it visible
+        self._count += 1
 
     def summary(self) -> dict[str, float]:
+        if not self._count:
+            return {}
+        means = (self._sum / self._count).tolist()
+        maxima = self._max.tolist()
         out = {}
-        for k, total in self._sum.items():
-            out[f"{k}/mean"] = total / self._count[k]
-            out[f"{k}/max"] = self._max[k]
+        for i, key in enumerate(self.grad_keys):
+            out[f"{key}/mean"], out[f"{key}/max"] = means[i], maxima[i]
+        offset = len(self.grad_keys)
+        out |= dict(zip(self.other_keys, means[offset:], strict=True))
         return out
-
-    def means(self) -> dict[str, float]:
-        """Per-key means under the keys' own names (for ratios and activation statistics)."""
-        return {k: total / self._count[k] for k, total in self._sum.items()}
-
-    def reset(self) -> None:
-        self._sum.clear()
-        self._max.clear()
-        self._count.clear()

@@ -22,15 +22,14 @@ from nnexp.nn import (
     Optimizer,
     Schedule,
     Sequential,
-    StatsAccumulator,
-    activation_stats,
+    StepStats,
     add_l2_grad,
     clip_by_global_norm,
     clip_by_value,
+    flat_view,
     grad_norms,
-    gradient_stats,
-    update_ratios,
 )
+from nnexp.nn.workspace import Workspace
 from nnexp.train.callbacks import Callback
 from nnexp.train.divergence import (
     NonFiniteError,
@@ -98,6 +97,12 @@ class Trainer:
         self._good: list[np.ndarray] | None = None  # weights (and buffers) as the epoch began
         # A batch of one cannot be batch-normalized: fold such a remainder into the last batch.
         self._min_batch = 2 if any(isinstance(m, BatchNorm1d) for m in model.modules) else 1
+        # What the per-step NaN/Inf checks reduce: one packed vector when the model has one
+        # (`nnexp.nn.pack`), else each parameter's array.
+        values, grads = [p.value for p in self.params], [p.grad for p in self.params]
+        self._values = [v] if (v := flat_view(values)) is not None else values
+        self._grads = [g] if (g := flat_view(grads)) is not None else grads
+        self._xb, self._yb = Workspace(), Workspace()  # the current batch
 
     # --- the loop ---------------------------------------------------------------------------
 
@@ -145,64 +150,66 @@ class Trainer:
         starts = list(range(0, n, s.batch_size))
         if len(starts) > 1 and n - starts[-1] < self._min_batch:
             starts.pop()
-        grads, others = StatsAccumulator(), StatsAccumulator()
-        want = set(s.stats)
+        ends = [*starts[1:], n]
+        stats = StepStats(self.params, self.activations, s.stats)
+        batch_listeners = [
+            cb for cb in self.callbacks if type(cb).on_batch_end is not Callback.on_batch_end
+        ]
+        model, loss_fn, params = self.model, self.loss, self.params
         loss_sum, correct = 0.0, 0
-        for i, start in enumerate(starts):
-            end = starts[i + 1] if i + 1 < len(starts) else n
-            idx = order[start:end]
-            xb, yb = d.X_train[idx], d.y_train[idx]
-            batch = f"batch {i + 1} of {len(starts)}"
-            with np.errstate(over="ignore", invalid="ignore"):  # caught below, with context
-                logits = self.model.forward(xb, training=True)
-                loss, dlogits = self.loss.value_and_grad(logits, yb)
-            if not math.isfinite(loss):
-                layer = first_nonfinite_param(self.params, "weights") or first_nonfinite_output(
-                    self.model, xb
-                )
-                return self._diverged(f"the loss is {loss}", lr, batch, layer)
-            loss_sum += loss * len(idx)
-            if d.classification:
-                correct += int(np.count_nonzero(self.loss.predict(logits) == yb))
-            with np.errstate(over="ignore", invalid="ignore"):
-                self.model.backward(dlogits, need_dx=False)
-            if s.l2:
-                add_l2_grad(self.params, s.l2)
-            # Before clipping (clip_by_value would hide an Inf) and before the update.
-            if not all_finite(p.grad for p in self.params):
-                layer = first_nonfinite_param(self.params, "gradient")
-                return self._diverged("the gradient is not finite", lr, batch, layer)
-            if s.clip_value:
-                clip_by_value(self.params, s.clip_value)
-            sample = want and self.global_step % s.stats_every == 0
-            norms = grad_norms(self.params) if (sample or s.clip_norm) else None
-            if norms is not None and not math.isfinite(sum(norms)):  # squares overflowed
-                layer = largest_gradient(self.params)
-                return self._diverged("the gradient norm overflows", lr, batch, layer)
-            if s.clip_norm:
-                clip_by_global_norm(self.params, s.clip_norm, norms)
-            with np.errstate(over="ignore", invalid="ignore"):
+        # Overflow is expected when training diverges: it is caught below, with context.
+        with np.errstate(over="ignore", invalid="ignore"):
+            for i, (start, end) in enumerate(zip(starts, ends, strict=True)):
+                idx = order[start:end]
+                # Batches are gathered by index into reused buffers: no per-step allocation and
+                # never a shuffled copy of the whole set.
+                xb = _gather(d.X_train, idx, self._xb)
+                yb = _gather(d.y_train, idx, self._yb)
+                logits = model.forward(xb, training=True)
+                loss, dlogits = loss_fn.value_and_grad(logits, yb)
+                if not math.isfinite(loss):
+                    layer = first_nonfinite_param(params, "weights") or first_nonfinite_output(
+                        model, xb
+                    )
+                    return self._diverged(f"the loss is {loss}", lr, _batch(i, starts), layer)
+                loss_sum += loss * len(idx)
+                if d.classification:
+                    correct += int(np.count_nonzero(loss_fn.predict(logits) == yb))
+                model.backward(dlogits, need_dx=False)
+                if s.l2:
+                    add_l2_grad(params, s.l2)
+                # Before clipping (clip_by_value would hide an Inf) and before the update.
+                if not all_finite(self._grads):
+                    layer = first_nonfinite_param(params, "gradient")
+                    return self._diverged(
+                        "the gradient is not finite", lr, _batch(i, starts), layer
+                    )
+                if s.clip_value:
+                    clip_by_value(params, s.clip_value)
+                sample = stats and self.global_step % s.stats_every == 0
+                norms = grad_norms(params) if (sample or s.clip_norm) else None
+                if norms is not None and not math.isfinite(sum(norms)):  # squares overflowed
+                    layer = largest_gradient(params)
+                    return self._diverged(
+                        "the gradient norm overflows", lr, _batch(i, starts), layer
+                    )
+                if s.clip_norm:
+                    clip_by_global_norm(params, s.clip_norm, norms)
                 self.optimizer.step()
-            if not all_finite(p.value for p in self.params):
-                layer = first_nonfinite_param(self.params, "weights")
-                return self._diverged("the update made the weights non-finite", lr, batch, layer)
-            self.global_step += 1
-            if sample:
-                self._sample_stats(norms, lr, want, grads, others)
-            self._emit("on_batch_end", self.global_step, loss)
+                if not all_finite(self._values):
+                    layer = first_nonfinite_param(params, "weights")
+                    return self._diverged(
+                        "the update made the weights non-finite", lr, _batch(i, starts), layer
+                    )
+                self.global_step += 1
+                if sample:
+                    stats.sample(norms, lr)
+                for cb in batch_listeners:
+                    cb.on_batch_end(self, self.global_step, loss)
         metrics = {"train/loss": loss_sum / n, "lr": lr}
         if d.classification:
             metrics["train/acc"] = correct / n
-        return metrics | grads.summary() | others.means()
-
-    def _sample_stats(self, norms, lr, want, grads, others) -> None:
-        if "grad_norm" in want:
-            grads.add(gradient_stats(self.params, norms))
-        if "update_ratio" in want:
-            others.add(update_ratios(self.params, norms, lr))
-        if "activations" in want:
-            for layer in self.activations:
-                others.add(activation_stats(layer))
+        return metrics | stats.summary()
 
     def _diverged(
         self, what: str, lr: float, where: str, layer: str | None = None, *, epoch: int = 0
@@ -274,3 +281,12 @@ class Trainer:
     def _emit(self, event: str, *args) -> None:
         for cb in self.callbacks:
             getattr(cb, event)(self, *args)
+
+
+def _gather(array: np.ndarray, idx: np.ndarray, workspace: Workspace) -> np.ndarray:
+    """Rows `idx` of `array`, into a buffer reused from step to step."""
+    return array.take(idx, axis=0, out=workspace.get(idx.shape + array.shape[1:], array.dtype))
+
+
+def _batch(i: int, starts: list[int]) -> str:
+    return f"batch {i + 1} of {len(starts)}"
