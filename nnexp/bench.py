@@ -6,20 +6,37 @@ In one process and on the same data it times median seconds per epoch of
   sklearn         scikit-learn's MLPClassifier, same architecture, solver, lr, batch and dtype
   torch           PyTorch CPU, if it happens to be installed
 and reports each one's final training accuracy (equal speed must mean equal work), the ratios,
-and the BLAS library, kernel and threads it ran with. `--quick` shrinks everything (for CI).
+and the BLAS library, kernel and threads it ran with. Then:
+  tracking        the same epochs with all statistics every step and MLflow metrics on (a
+                  throwaway sqlite store) against everything off: the cost of watching
+  memory          peak memory of the large run against the float32 data plus the model
+  default run     `python -m nnexp` in a subprocess, on an existing store: wall time and where
+                  it goes (imports, store, data, training, artifacts, model logging)
+  sweep           16 small jobs with hydra/launcher=joblib against the basic launcher
+`--quick` shrinks everything (CI runs it so the benchmark cannot rot); `--log URI` records the
+numbers as an MLflow run (experiment ``nnexp-bench``).
 """
 
 from __future__ import annotations
 
 import argparse
 import itertools
+import json
+import os
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
+import tracemalloc
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
+
+from nnexp.train.callbacks import Callback
 
 
 @dataclass
@@ -78,7 +95,24 @@ def median_epoch(run_epoch: Callable[[], None], epochs: int) -> float:
 # --- the contenders ------------------------------------------------------------------------------
 
 
-def time_nnexp(p: Problem, optimizer: str, lr: float, stats: bool, callbacks=()) -> tuple:
+class EpochClock(Callback):
+    """Notes when each epoch ends. Put last: an epoch's time is then everything the loop does
+    for it, validation and the other callbacks (tracking) included."""
+
+    def __init__(self) -> None:
+        self.stamps: list[float] = []
+
+    def on_fit_start(self, trainer) -> None:
+        self.stamps = [time.perf_counter()]
+
+    def on_epoch_end(self, trainer, epoch, metrics) -> None:
+        self.stamps.append(time.perf_counter())
+
+    def median(self) -> float:
+        return statistics.median(b - a for a, b in itertools.pairwise(self.stamps))
+
+
+def make_trainer(p: Problem, optimizer: str, lr: float, stats: bool, callbacks=()):
     from nnexp.nn import OPTIMIZERS, SCHEDULES, SoftmaxCrossEntropy, mlp
     from nnexp.train import Data, Trainer, TrainSettings
 
@@ -86,24 +120,22 @@ def time_nnexp(p: Problem, optimizer: str, lr: float, stats: bool, callbacks=())
     empty = p.X[:0]
     data = Data(p.X, p.y, p.X[:256], p.y[:256], empty, p.y[:0], classification=True)
     settings = TrainSettings(
-        epochs=p.epochs, batch_size=p.batch, stats=("grad_norm", "update_ratio", "activations")
+        epochs=p.epochs,
+        batch_size=p.batch,
+        stats=("grad_norm", "update_ratio", "activations") if stats else (),
     )
-    if not stats:
-        settings.stats = ()
     opt = OPTIMIZERS.lookup(optimizer)(list(model.parameters()), lr=lr)
-    trainer = Trainer(
-        model,
-        SoftmaxCrossEntropy(),
-        opt,
-        SCHEDULES.lookup("constant")(lr),
-        data,
-        settings,
-        list(callbacks),
-    )
+    schedule = SCHEDULES.lookup("constant")(lr)
+    loss = SoftmaxCrossEntropy()
+    return Trainer(model, loss, opt, schedule, data, settings, list(callbacks))
+
+
+def time_nnexp(p: Problem, optimizer: str, lr: float, stats: bool, callbacks=()) -> tuple:
+    clock = EpochClock()
+    trainer = make_trainer(p, optimizer, lr, stats, [*callbacks, clock])
     trainer.fit()
-    seconds = statistics.median(h["time/epoch_s"] for h in trainer.history)
     acc = float(np.mean(trainer.loss.predict(trainer.predict_logits(p.X)) == p.y))
-    return seconds, acc
+    return clock.median(), acc
 
 
 def time_gemm(p: Problem) -> tuple:
@@ -183,7 +215,138 @@ def time_torch(p: Problem, optimizer: str, lr: float) -> tuple | None:
     return seconds, acc
 
 
-# --- the report ----------------------------------------------------------------------------------
+# --- the cost of watching -------------------------------------------------------------------------
+
+
+def time_tracking(p: Problem, optimizer: str, lr: float, store: Path) -> dict[str, float]:
+    """Median epoch with everything off, and with every statistic sampled every step plus the
+    MLflow metrics of each epoch (buffered, flushed every 2 s and at the end) on a sqlite store.
+    The final flush is charged to the epochs: `marginal_ms` is the tracking cost per epoch."""
+    from nnexp import timing
+
+    off = time_nnexp(p, optimizer, lr, stats=False)[0]
+    with tempfile.TemporaryDirectory(prefix="nnexp-bench-") as tmp:
+        tracker = metrics_tracker(
+            uri=f"sqlite:///{store}",
+            experiment="nnexp-bench",
+            run_name=f"tracking overhead ({p.name})",
+            params={},
+            tags={},
+            run_dir=tmp,
+            checkpoint_dir=Path(tmp) / "checkpoints",
+            write_bundle=lambda directory: directory,
+            input_example=p.X[:1],
+        )
+        tracker.on_fit_start(None)  # the store and the run: paid once, not per epoch
+        tracker.on_fit_start = lambda trainer: None
+        before = timing.totals.get("tracking: metrics", 0.0)
+        on = time_nnexp(p, optimizer, lr, stats=True, callbacks=[tracker])[0]
+        final_flush = timing.totals.get("tracking: metrics", 0.0) - before
+    marginal = on - off + final_flush / p.epochs
+    return {
+        "off_s": off,
+        "on_s": on,
+        "ratio": (off + marginal) / off,
+        "marginal_ms": marginal * 1e3,
+    }
+
+
+def metrics_tracker(**kwargs: object):
+    """`MlflowTracker` with only its metrics: no config, checkpoints, plots or model to upload
+    (those are paid once per run, and the default-run breakdown shows them)."""
+    from nnexp.tracking import MlflowTracker
+
+    class MetricsOnly(MlflowTracker):
+        def _log_config(self, hydra_path: str = "hydra") -> None:
+            pass
+
+        def _send_checkpoints(self) -> None:
+            pass
+
+        def _send_plots(self, history) -> None:
+            pass
+
+        def _send_model(self, step: int) -> None:
+            pass
+
+    return MetricsOnly(**kwargs)
+
+
+# --- memory -------------------------------------------------------------------------------------
+
+
+def peak_memory(p: Problem) -> dict[str, float]:
+    """Peak of everything allocated while one epoch trains (tracemalloc sees NumPy's buffers),
+    plus the data that was already there, against the float32 data plus the model."""
+    tracemalloc.start()
+    try:
+        trainer = make_trainer(p, "sgd", 0.1, stats=True)
+        trainer.settings.epochs = 1
+        trainer.fit()
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    data = p.X.nbytes + p.y.nbytes
+    model = sum(param.value.nbytes for param in trainer.params)
+    return {
+        "data_mb": data / 2**20,
+        "peak_mb": (data + peak) / 2**20,
+        "ratio": (data + peak) / (data + model),
+    }
+
+
+# --- whole runs, in subprocesses -----------------------------------------------------------------
+
+
+def _run(cmd: list[str], cwd: Path, env: dict[str, str]) -> float:
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr[-2000:]}")
+    return time.perf_counter() - start
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}  # ./mlflow.db
+    return env | {"PYTHONWARNINGS": "ignore"} | extra
+
+
+def default_run(workdir: Path, quick: bool) -> tuple[float, dict[str, float]]:
+    """`python -m nnexp` twice in `workdir`: the first creates the store, the second is timed
+    and reports its phases (nnexp.timing)."""
+    cmd = [sys.executable, "-m", "nnexp", "trainer.progress=false"]
+    if quick:
+        cmd.append("trainer.epochs=3")
+    timings = workdir / "timings.json"
+    _run(cmd, workdir, _env())
+    wall = _run(cmd, workdir, _env(NNEXP_TIMINGS=str(timings)))
+    return wall, json.loads(timings.read_text())
+
+
+def sweep_speedup(workdir: Path, quick: bool) -> dict[str, float]:
+    """The same small-problem sweep with the basic launcher (jobs one after the other, in this
+    process) and with joblib (2 workers, one BLAS thread each: jobs x threads = cores)."""
+    jobs, epochs = (4, 3) if quick else (16, 100)
+    cmd = [
+        sys.executable, "-m", "nnexp", "-m", f"trainer.seed=range({jobs})",
+        f"trainer.epochs={epochs}", "trainer.progress=false",
+        "tracking.experiment=nnexp-bench-sweep",
+    ]  # fmt: skip
+    basic = _run([*cmd, "hydra.sweep.dir=multirun/basic"], workdir, _env())
+    joblib = _run(
+        [
+            *cmd,
+            "hydra/launcher=joblib",
+            "hydra.launcher.n_jobs=2",
+            "hydra.sweep.dir=multirun/joblib",
+        ],
+        workdir,
+        _env(),
+    )
+    return {"jobs": jobs, "basic_s": basic, "joblib_s": joblib, "speedup": basic / joblib}
+
+
+# --- the report -------------------------------------------------------------------------------
 
 
 def table(rows: list[tuple[str, float, float]], base: float, base_name: str) -> str:
@@ -194,23 +357,40 @@ def table(rows: list[tuple[str, float, float]], base: float, base_name: str) -> 
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m nnexp.bench", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m nnexp.bench",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--quick", action="store_true", help="tiny sizes (CI smoke run)")
     parser.add_argument("--dtype", default="float32", choices=("float32", "float64"))
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        choices=SECTIONS,
+        default=SECTIONS,
+        help="run only these sections (default: all)",
+    )
+    parser.add_argument("--log", metavar="URI", help="record the results as an MLflow run")
     args = parser.parse_args(argv)
     dtype = np.dtype(args.dtype)
+    results: dict[str, float] = {}
     print(f"BLAS: {blas_info()}")
-    print(f"dtype: {dtype}, numpy {np.__version__}\n")
+    print(f"dtype: {dtype}, numpy {np.__version__}, {os.cpu_count()} cores\n")
 
-    for make, settings in (
-        (large_problem, (("sgd", 0.1), ("adam", 1e-3))),
-        (small_problem, (("sgd", 0.1),)),
-    ):
-        p = make(args.quick, dtype)
+    problems = {
+        "large": large_problem(args.quick, dtype),
+        "small": small_problem(args.quick, dtype),
+    }
+    settings = {"large": (("sgd", 0.1), ("adam", 1e-3)), "small": (("sgd", 0.1),)}
+    for name in ("large", "small"):
+        if name not in args.only:
+            continue
+        p = problems[name]
         arch = "-".join(map(str, [p.X.shape[1], *p.hidden, p.n_classes]))
         print(f"== {p.name}: {p.X.shape[0]} x {p.X.shape[1]}, MLP {arch}, batch {p.batch}")
         gemm = time_gemm(p)[0]
-        for optimizer, lr in settings:
+        for optimizer, lr in settings[name]:
             rows = [("gemm bound", gemm, float("nan"))]
             rows.append(("nnexp", *time_nnexp(p, optimizer, lr, stats=False)))
             rows.append(("nnexp + all stats", *time_nnexp(p, optimizer, lr, stats=True)))
@@ -220,10 +400,74 @@ def main(argv: list[str] | None = None) -> None:
                 rows.append((f"torch ({optimizer})", *torch_result))
             print(f"-- {optimizer} lr={lr}")
             print(table(rows, rows[1][1], "nnexp"))
-            sk = rows[3][1]
+            ours, sk = rows[1][1], rows[3][1]
+            print(f"nnexp/gemm = {ours / gemm:.2f}x   nnexp/sklearn = {ours / sk:.2f}x\n")
+            results |= {
+                f"{name}.{optimizer}.nnexp_s": ours,
+                f"{name}.{optimizer}.vs_gemm": ours / gemm,
+                f"{name}.{optimizer}.vs_sklearn": ours / sk,
+            }
+
+    with tempfile.TemporaryDirectory(prefix="nnexp-bench-") as tmp:
+        workdir = Path(tmp)
+        if "tracking" in args.only:
+            print("== tracking: all statistics every step + MLflow metrics (sqlite) vs all off")
+            for name in ("large", "small"):
+                t = time_tracking(problems[name], "sgd", 0.1, workdir / "tracking.db")
+                print(
+                    f"{name:6s} off {t['off_s'] * 1e3:9.2f} ms/epoch   on {t['on_s'] * 1e3:9.2f}   "
+                    f"marginal {t['marginal_ms']:7.2f} ms/epoch = {t['ratio']:.3f}x"
+                )
+                results |= {f"tracking.{name}.{k}": v for k, v in t.items()}
+            print()
+        if "memory" in args.only:
+            m = peak_memory(problems["large"])
             print(
-                f"nnexp/gemm = {rows[1][1] / gemm:.2f}x   nnexp/sklearn = {rows[1][1] / sk:.2f}x\n"
+                f"== memory (large, 1 epoch): data {m['data_mb']:.1f} MiB, peak {m['peak_mb']:.1f} "
+                f"MiB = {m['ratio']:.3f}x (data + model)\n"
             )
+            results |= {f"memory.{k}": v for k, v in m.items()}
+        if "default-run" in args.only:
+            wall, phases = default_run(workdir, args.quick)
+            print(f"== default run (python -m nnexp, existing store): {wall:.2f} s wall")
+            for phase, seconds in sorted(phases.items(), key=lambda kv: -kv[1]):
+                print(f"  {phase:36s} {seconds:6.2f} s")
+            rest = wall - sum(phases.values())
+            print(f"  {'python start-up, exit, unmeasured':36s} {rest:6.2f} s\n")
+            results["default_run.wall_s"] = wall
+        if "sweep" in args.only:
+            sw = sweep_speedup(workdir, args.quick)
+            print(
+                f"== sweep of {sw['jobs']} small jobs: basic {sw['basic_s']:.1f} s, joblib "
+                f"(2 jobs x 1 BLAS thread) {sw['joblib_s']:.1f} s = {sw['speedup']:.2f}x faster\n"
+            )
+            results |= {f"sweep.{k}": v for k, v in sw.items()}
+    if args.log:
+        log_results(args.log, results, quick=args.quick, dtype=str(dtype))
+
+
+SECTIONS = ["large", "small", "tracking", "memory", "default-run", "sweep"]
+
+
+def log_results(uri: str, results: dict[str, float], **params: object) -> None:
+    from mlflow import MlflowClient
+    from mlflow.entities import Metric, Param
+
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name("nnexp-bench")
+    experiment_id = (
+        experiment.experiment_id if experiment else client.create_experiment("nnexp-bench")
+    )
+    run = client.create_run(experiment_id, run_name="bench")
+    now = int(time.time() * 1000)
+    client.log_batch(
+        run.info.run_id,
+        metrics=[Metric(k, float(v), now, 0) for k, v in results.items()],
+        params=[Param(k, str(v)) for k, v in (params | {"blas": blas_info()}).items()],
+        synchronous=True,
+    )
+    client.set_terminated(run.info.run_id)
+    print(f"logged to {uri}: run {run.info.run_id}")
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ import nnexp
 from nnexp.config import Config, ConfigError, register_configs
 from nnexp.data import DatasetError, validate_spec
 from nnexp.resume import RESUME_KEY_TAG, ResumeError, job_overrides, plan_resume, resume_key
+from nnexp.timing import phase
 from nnexp.tracking.server import TrackingUnavailable, check_reachable
 from nnexp.train.checkpoint import CheckpointError
 from nnexp.train.divergence import NonFiniteError
@@ -123,7 +124,8 @@ def run(cfg: DictConfig) -> float:
             return float(plan.run.data.metrics.get(t.objective, float("nan")))
         if plan.checkpoint:
             state = load_checkpoint(plan.checkpoint)  # a bad file fails before the data loads
-    built = build(conf)
+    with phase("data + model"):
+        built = build(conf)
 
     checkpoint_dir = (plan and plan.checkpoint_dir) or run_dir / "checkpoints"
     # Early stopping before the checkpointer: the checkpoint carries its state of this epoch.
@@ -206,7 +208,8 @@ def run(cfg: DictConfig) -> float:
     if state is not None:
         restore(trainer, state, source=f"checkpoint {plan.checkpoint}")
         trainer.history = load_history(plan.checkpoint.parent, trainer.epoch)
-    final = trainer.fit()
+    with phase("training"):
+        final = trainer.fit()
     _report(final, trainer)
     if trainer.diverged:  # nan_policy=stop: the run is FAILED (diverged), the process goes on
         from nnexp.tracking.sweep import FAILED_OBJECTIVE

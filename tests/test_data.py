@@ -85,15 +85,27 @@ def test_import_is_light():
     assert out.stdout.strip() == "[]"
 
 
-def test_file_and_spirals_never_import_sklearn(tmp_path):
+def test_file_spirals_and_moons_never_import_sklearn(tmp_path):
     path = _write_csv(tmp_path, "a,target\n" + "".join(f"{i},{i % 2}\n" for i in range(20)))
     code = (
-        "import sys; from nnexp.data import prepare, FileSpec, SpiralsSpec; "
-        f"prepare(FileSpec(path={path!r})); prepare(SpiralsSpec()); "
+        "import sys; from nnexp.data import prepare, FileSpec, SpiralsSpec, MoonsSpec; "
+        f"prepare(FileSpec(path={path!r})); prepare(SpiralsSpec()); prepare(MoonsSpec()); "
         "print('sklearn' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize(("n", "noise", "seed"), [(1000, 0.2, 0), (7, 0.0, 3), (1, 0.5, 42)])
+def test_moons_are_sklearns_draw_for_draw(n, noise, seed):
+    from sklearn.datasets import make_moons as sklearn_moons
+
+    from nnexp.data.moons import make_moons
+
+    X, y = make_moons(n, noise, seed)
+    X_ref, y_ref = sklearn_moons(n_samples=n, noise=noise, random_state=seed)
+    np.testing.assert_array_equal(X, X_ref)
+    np.testing.assert_array_equal(y, y_ref)
 
 
 def test_registry_covers_every_dataset_and_names_match():
@@ -444,3 +456,18 @@ def test_splits_that_cannot_be_made():
         split_dataset(_imbalanced(), 0.45, 0.45, seed=0)
     with pytest.raises(DatasetError, match="dtype=int64"):
         prepare(MoonsSpec(), dtype=np.int64)
+
+
+def test_one_moons_feature_scaled_up_left_raw_or_standardized():
+    """dataset.scale_feature / feature_scale: an unnormalized column (experiments/silent_nan)."""
+    plain = load_dataset(MoonsSpec())
+    scaled = load_dataset(MoonsSpec(scale_feature=0, feature_scale=5e5))
+    np.testing.assert_allclose(scaled.X[:, 0], plain.X[:, 0] * 5e5)
+    np.testing.assert_array_equal(scaled.X[:, 1], plain.X[:, 1])
+    assert np.abs(scaled.X[:, 0]).max() > 1e6
+    raw = prepare(MoonsSpec(scale_feature=0, feature_scale=5e5, standardize=False))
+    assert np.abs(raw.X_train[:, 0]).max() > 5e5
+    standardized = prepare(MoonsSpec(scale_feature=0, feature_scale=5e5))
+    assert np.abs(standardized.X_train).max() < 10
+    _fails(MoonsSpec(scale_feature=2), "dataset.scale_feature=2", "<= 1")
+    _fails(MoonsSpec(scale_feature=0, feature_scale=0.0), "dataset.feature_scale=0.0", "> 0")

@@ -32,6 +32,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from nnexp.timing import phase
 from nnexp.tracking import limits
 from nnexp.tracking.offline import SPOOL_DIR, Spool
 from nnexp.tracking.server import TrackingUnavailable
@@ -102,9 +103,14 @@ class MlflowTracker(Callback):
     # -- events ---------------------------------------------------------------------------
 
     def on_fit_start(self, trainer: Trainer) -> None:
-        from mlflow import MlflowClient  # ~2 s to import: only once a run starts
+        with phase("mlflow import"):
+            from mlflow import MlflowClient  # ~2 s to import: only once a run starts
 
-        self.client = MlflowClient(self.uri)  # None: MLFLOW_TRACKING_URI or ./mlflow.db
+        with phase("tracking: open store, create run"):
+            self._start(trainer, MlflowClient)
+
+    def _start(self, trainer: Trainer, client_class: type[MlflowClient]) -> None:
+        self.client = client_class(self.uri)  # None: MLFLOW_TRACKING_URI or ./mlflow.db
         self._buffer.clear()
         self._last_point.clear()
         try:
@@ -132,21 +138,27 @@ class MlflowTracker(Callback):
         self._last_flush = time.monotonic()
 
     def on_epoch_end(self, trainer: Trainer, epoch: int, metrics: dict[str, float]) -> None:
-        self._add_metrics(metrics, step=epoch)
-        if time.monotonic() - self._last_flush >= self.flush_every_s:
-            self._flush()
+        with phase("tracking: metrics"):
+            self._add_metrics(metrics, step=epoch)
+            if time.monotonic() - self._last_flush >= self.flush_every_s:
+                self._flush()
 
     def on_fit_end(self, trainer: Trainer, metrics: dict[str, float]) -> None:
-        self._add_metrics(metrics, step=trainer.epoch)
-        self._flush()
-        self._send_checkpoints()
-        self._send_plots(trainer.history)
-        self._send_model(step=trainer.epoch)
-        diverged = getattr(trainer, "diverged", None)
-        if diverged:  # nan_policy=stop: a usable model of the last good epoch, but a failed run
-            self._send_tags({"error": f"NonFiniteError: {diverged}", "diverged": "true"})
-        self._terminate("FAILED" if diverged else "FINISHED")
-        self._report_offline()
+        with phase("tracking: metrics"):
+            self._add_metrics(metrics, step=trainer.epoch)
+            self._flush()
+        with phase("tracking: checkpoints"):
+            self._send_checkpoints()
+        with phase("tracking: plots"):
+            self._send_plots(trainer.history)
+        with phase("tracking: model"):
+            self._send_model(step=trainer.epoch)
+        with phase("tracking: metrics"):
+            diverged = getattr(trainer, "diverged", None)
+            if diverged:  # nan_policy=stop: a usable model of the last good epoch, a failed run
+                self._send_tags({"error": f"NonFiniteError: {diverged}", "diverged": "true"})
+            self._terminate("FAILED" if diverged else "FINISHED")
+            self._report_offline()
 
     def on_exception(self, trainer: Trainer, exc: BaseException) -> None:
         """Record what there is and mark the run failed. Never raises: a tracking failure here

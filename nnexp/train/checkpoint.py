@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from nnexp.nn import Dropout
+from nnexp.timing import phase
 from nnexp.train.callbacks import Callback
 
 if TYPE_CHECKING:
@@ -239,6 +240,10 @@ class Checkpointer(Callback):
         unlock(self.directory)
 
     def on_epoch_end(self, trainer, epoch, metrics):
+        with phase("checkpoints"):
+            self._save(trainer, epoch, metrics)
+
+    def _save(self, trainer, epoch, metrics):
         append_history(self.directory, epoch, metrics)
         value = metrics.get(self.monitor, math.nan)
         improved = value < self.best
