@@ -17,13 +17,11 @@ def _exit_now(code: object) -> None:
     After MLflow, SQLAlchemy and matplotlib are loaded, CPython's finalization (freeing every
     module and object one by one) takes 1-2 s: a fifth of a small run. Everything that matters
     at exit still happens — the atexit handlers (MLflow's, logging's, ours), flushed output —
-    and only the freeing is skipped. If a non-daemon thread is still running, Python's normal
-    exit (which waits for it) is kept."""
-    if any(
-        t.is_alive() and not t.daemon
-        for t in threading.enumerate()
-        if t is not threading.main_thread()
-    ):
+    and only the freeing is skipped. Python's normal exit is kept when a non-daemon thread is
+    still running (it waits for it) and under a profiler or tracer (they report at exit)."""
+    others = [t for t in threading.enumerate() if t is not threading.main_thread()]
+    watched = sys.getprofile() is not None or sys.gettrace() is not None  # profilers, coverage
+    if watched or any(t.is_alive() and not t.daemon for t in others):
         sys.exit(code)
     if isinstance(code, str):
         print(code, file=sys.stderr)

@@ -132,7 +132,14 @@ def run(cfg: DictConfig) -> float:
     callbacks = []
     if reg.early_stopping:
         callbacks.append(EarlyStopping(reg.patience, reg.min_delta, reg.restore_best, t.objective))
-    callbacks.append(Checkpointer(checkpoint_dir, t.checkpoint_every, monitor=t.objective))
+    callbacks.append(
+        Checkpointer(
+            checkpoint_dir,
+            t.checkpoint_every,
+            monitor=t.objective,
+            save_every_s=t.checkpoint_every_s,
+        )
+    )
     progress = sys.stderr.isatty() if t.progress is None else t.progress
     callbacks.append(ProgressBar(progress))
 
@@ -153,7 +160,7 @@ def run(cfg: DictConfig) -> float:
 
     if conf.tracking.enabled:
         from nnexp.tracking import MlflowTracker
-        from nnexp.tracking.sweep import current_job
+        from nnexp.tracking.sweep import current_job, in_multirun
 
         sweep = current_job(conf.tracking.experiment)  # None unless a job of a tracked sweep
 
@@ -185,6 +192,7 @@ def run(cfg: DictConfig) -> float:
             resume_run_id=plan.run_id if plan else None,
             log_every=t.log_every,
             retry_every_s=conf.tracking.retry_every_s,
+            plot_worker=sweep is None and not in_multirun(),  # a single run: see PlotWorker
         )
         callbacks.append(EveryNEpochs(tracker, t.log_every))
     else:

@@ -243,6 +243,9 @@ class TrainerConfig:
     seed: int = 0
     grad_clip: GradClipConfig = field(default_factory=GradClipConfig)
     checkpoint_every: int = 10  # epochs between epoch_NNNN.npz (0: only best and last)
+    # last.npz/best.npz are written at most this often (and at the end, and when a run fails):
+    # a killed run loses at most these seconds. 0: every epoch.
+    checkpoint_every_s: float = 1.0
     log_every: int = 1  # epochs between metric records (the last epoch is always recorded)
     stats: list[str] = field(default_factory=lambda: list(STATS))
     stats_every: int = 1  # optimizer steps between statistics samples
@@ -262,6 +265,12 @@ class TrainerConfig:
             "trainer.checkpoint_every",
             self.checkpoint_every,
             "must be >= 0",
+        )
+        _require(
+            self.checkpoint_every_s >= 0,
+            "trainer.checkpoint_every_s",
+            self.checkpoint_every_s,
+            "must be >= 0 (seconds)",
         )
         _require(self.log_every >= 1, "trainer.log_every", self.log_every, "must be >= 1")
         _require(self.stats_every >= 1, "trainer.stats_every", self.stats_every, "must be >= 1")

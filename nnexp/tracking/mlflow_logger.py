@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from mlflow import MlflowClient
     from mlflow.entities import Metric
 
+    from nnexp.tracking.plot_worker import PlotWorker
     from nnexp.train.trainer import Trainer
 
 PARENT_RUN_TAG = "mlflow.parentRunId"
@@ -56,7 +57,8 @@ class MlflowTracker(Callback):
     ``.hydra/``), `write_bundle(dir)` writes the model bundle into `dir` and returns it, and
     `input_example` holds a few raw input rows for the model signature. `resume_run_id`
     reopens that run instead of creating one; `log_every` is the runner's logging interval
-    (epochs), used when sending a resumed run's missing epochs."""
+    (epochs), used when sending a resumed run's missing epochs; `plot_worker` draws the plots
+    in a separate process, overlapping the run (`nnexp.tracking.plot_worker`)."""
 
     def __init__(
         self,
@@ -75,6 +77,7 @@ class MlflowTracker(Callback):
         resume_run_id: str | None = None,
         log_every: int = 1,
         retry_every_s: float = 30.0,
+        plot_worker: bool = False,
     ) -> None:
         self.uri = uri
         self.experiment = experiment
@@ -90,6 +93,7 @@ class MlflowTracker(Callback):
         self.resume_run_id = resume_run_id
         self.log_every = log_every
         self.retry_every_s = retry_every_s
+        self.plot_worker = plot_worker
         self.client: MlflowClient | None = None
         self.experiment_id: str | None = None
         self.run_id: str | None = None
@@ -99,15 +103,22 @@ class MlflowTracker(Callback):
         self._buffer: list[Metric] = []
         self._last_point: dict[str, tuple[int, float]] = {}
         self._last_flush = 0.0
+        self._sent_through = 0  # steps a resumed run already has in MLflow
+        self._plot_worker: PlotWorker | None = None
 
     # -- events ---------------------------------------------------------------------------
 
     def on_fit_start(self, trainer: Trainer) -> None:
-        with phase("mlflow import"):
-            from mlflow import MlflowClient  # ~2 s to import: only once a run starts
+        self._start_plots()  # first: its imports overlap ours
+        try:
+            with phase("mlflow import"):
+                from mlflow import MlflowClient  # ~2 s to import: only once a run starts
 
-        with phase("tracking: open store, create run"):
-            self._start(trainer, MlflowClient)
+            with phase("tracking: open store, create run"):
+                self._start(trainer, MlflowClient)
+        except BaseException:
+            self._stop_plots()
+            raise
 
     def _start(self, trainer: Trainer, client_class: type[MlflowClient]) -> None:
         self.client = client_class(self.uri)  # None: MLFLOW_TRACKING_URI or ./mlflow.db
@@ -149,11 +160,13 @@ class MlflowTracker(Callback):
             self._flush()
         with phase("tracking: checkpoints"):
             self._send_checkpoints()
-        with phase("tracking: plots"):
-            self._send_plots(trainer.history)
+        if self._plot_worker is not None:  # it draws while the model is logged
+            self._plot_worker.send(trainer.history, self.run_dir / "plots")
         with phase("tracking: model"):
             self._send_model(step=trainer.epoch)
-        with phase("tracking: metrics"):
+        with phase("tracking: plots"):
+            self._send_plots(trainer.history)
+        with phase("tracking: end the run"):
             diverged = getattr(trainer, "diverged", None)
             if diverged:  # nan_policy=stop: a usable model of the last good epoch, a failed run
                 self._send_tags({"error": f"NonFiniteError: {diverged}", "diverged": "true"})
@@ -163,6 +176,8 @@ class MlflowTracker(Callback):
     def on_exception(self, trainer: Trainer, exc: BaseException) -> None:
         """Record what there is and mark the run failed. Never raises: a tracking failure here
         is printed to stderr (and spooled), so the training error is the one that propagates."""
+        if self.run_id is None or isinstance(exc, KeyboardInterrupt):
+            self._stop_plots()
         if self.run_id is None:  # the run was never created: nothing to record
             return
         tags = {"error": f"{type(exc).__name__}: {exc}"}
@@ -186,6 +201,7 @@ class MlflowTracker(Callback):
                     f"while handling {type(exc).__name__}: {type(error).__name__}: {error}",
                     file=sys.stderr,
                 )
+        self._stop_plots()
         self._report_offline()
 
     # -- starting: a new run, or the killed one again ---------------------------------------
@@ -229,13 +245,10 @@ class MlflowTracker(Callback):
         """Epochs the killed process checkpointed but never sent (its buffer died with it)."""
         logged = self.client.get_metric_history(self.run_id, "train/loss")
         last = max((m.step for m in logged), default=0)
-        if last > trainer.epoch:
-            print(
-                f"WARNING nnexp.tracking: MLflow run {self.run_id} has metrics up to step {last}, "
-                f"the checkpoint is at epoch {trainer.epoch}: steps {trainer.epoch + 1}..{last} "
-                "will have two points each",
-                file=sys.stderr,
-            )
+        # Checkpoints are written at most every trainer.checkpoint_every_s, so the killed
+        # process may have sent epochs past its last checkpoint. The resumed run replays them
+        # bit for bit: they are not sent again (one point per step).
+        self._sent_through = last
         for epoch, metrics in enumerate(trainer.history, start=1):
             if epoch > last and (epoch % self.log_every == 0 or epoch == trainer.epoch):
                 self._add_metrics(metrics, step=epoch)
@@ -264,6 +277,8 @@ class MlflowTracker(Callback):
     def _add_metrics(self, metrics: Mapping[str, float], step: int) -> None:
         from mlflow.entities import Metric
 
+        if step <= self._sent_through:
+            return
         timestamp = int(time.time() * 1000)
         for key, value in metrics.items():
             point = (int(step), float(value))
@@ -315,11 +330,37 @@ class MlflowTracker(Callback):
                 path="checkpoints",
             )
 
+    def _start_plots(self) -> None:
+        """With `plot_worker` (single runs), draw the plots in a worker process, unless
+        matplotlib is loaded here already: then drawing in-process is the cheaper way. (In a
+        sweep every job would pay the worker's start-up: there the process imports matplotlib
+        once and draws every job's plots itself.)"""
+        if not self.plot_worker or "matplotlib" in sys.modules:
+            return
+        from nnexp.tracking.plot_worker import PlotWorker
+
+        try:
+            self._plot_worker = PlotWorker()
+        except OSError:
+            self._plot_worker = None
+
+    def _stop_plots(self) -> None:
+        worker, self._plot_worker = self._plot_worker, None
+        if worker is not None:
+            worker.stop()
+
     def _send_plots(self, history: Sequence[Mapping[str, float]]) -> None:
         from nnexp.tracking.plots import make_plots
 
         directory = self.run_dir / "plots"  # kept with the run: the spool may point at it
-        if make_plots(history, directory):
+        worker, self._plot_worker = self._plot_worker, None
+        made = None
+        if worker is not None:
+            worker.send(history, directory)  # usually already sent, while the model was logged
+            made = worker.result()
+        if made is None:
+            made = make_plots(history, directory)
+        if made:
             d = str(directory)
             self._remote(
                 "log plots",

@@ -6,6 +6,8 @@
 
 Uses matplotlib's Agg canvas through `Figure` directly (no pyplot): no global backend switch,
 no GUI, safe in worker processes. Non-finite values become gaps, not errors.
+
+`nnexp.tracking.plot_worker` draws them in a separate process.
 """
 
 from __future__ import annotations

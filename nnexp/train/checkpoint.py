@@ -19,6 +19,7 @@ import math
 import os
 import socket
 import tempfile
+import time
 import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -220,24 +221,46 @@ def load_history(directory: Path, upto_epoch: int) -> list[dict[str, float]]:
 
 
 class Checkpointer(Callback):
-    """Writes ``last.npz`` every epoch, ``epoch_NNNN.npz`` every `every` epochs, and ``best.npz``
-    whenever the monitored metric (lower is better) improves; appends the epoch's metrics to
-    ``history.jsonl``. Put it after the callbacks whose state it saves (early stopping)."""
+    """Keeps ``last.npz`` and ``best.npz`` (the monitored metric, lower is better) and writes
+    ``epoch_NNNN.npz`` every `every` epochs; appends each epoch's metrics to ``history.jsonl``.
+    Put it after the callbacks whose state it saves (early stopping).
+
+    ``last``/``best`` are written at most every `save_every_s` seconds — when the epoch that
+    ends is the first after that interval, when training ends, and when it fails (the last
+    completed epoch, so a crashed run leaves a loadable checkpoint). In between, the epoch's
+    state is held as an in-memory copy. A run with short epochs (two moons: a few ms) would
+    otherwise spend more time writing .npz files than training; a run killed outright (SIGKILL)
+    loses at most `save_every_s` of training, which a resume replays bit for bit."""
 
     state_key = "checkpointer"
 
-    def __init__(self, directory: str | Path, every: int = 0, monitor: str = "val/loss") -> None:
+    def __init__(
+        self,
+        directory: str | Path,
+        every: int = 0,
+        monitor: str = "val/loss",
+        save_every_s: float = 0.0,
+    ) -> None:
         self.directory, self.every, self.monitor = Path(directory), every, monitor
+        self.save_every_s = save_every_s
         self.best = math.inf
+        self._pending: dict[str, dict[str, np.ndarray]] = {}  # file name -> state to write
+        self._written = -math.inf  # monotonic time of the last write
 
     def on_fit_start(self, trainer):
         lock(self.directory)
+        self._written = -math.inf  # the first epoch is always written
 
     def on_fit_end(self, trainer, metrics):
+        with phase("checkpoints"):
+            self._write_pending()
         unlock(self.directory)
 
     def on_exception(self, trainer, exc):
-        unlock(self.directory)
+        try:
+            self._write_pending()  # the last completed epoch: what a resume starts from
+        finally:
+            unlock(self.directory)
 
     def on_epoch_end(self, trainer, epoch, metrics):
         with phase("checkpoints"):
@@ -250,11 +273,22 @@ class Checkpointer(Callback):
         if improved:
             self.best = value
         state = trainer_state(trainer)  # after `best` is updated: it is part of the state
-        save_checkpoint(self.directory / "last.npz", state)
         if self.every and epoch % self.every == 0:
             save_checkpoint(self.directory / f"epoch_{epoch:04d}.npz", state)
+        due = time.monotonic() - self._written >= self.save_every_s
+        if not due:  # the arrays are the live weights: keep a copy until it is written
+            state = {key: value.copy() for key, value in state.items()}
+        self._pending["last.npz"] = state
         if improved:
-            save_checkpoint(self.directory / "best.npz", state)
+            self._pending["best.npz"] = state
+        if due:
+            self._write_pending()
+
+    def _write_pending(self) -> None:
+        for name, state in self._pending.items():
+            save_checkpoint(self.directory / name, state)
+        self._pending.clear()
+        self._written = time.monotonic()
 
     def state_dict(self):
         return {"best": np.asarray(self.best, dtype=np.float64)}
