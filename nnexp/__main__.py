@@ -32,7 +32,16 @@ def _exit_now(code: object) -> None:
     os._exit(code or 0)
 
 
+def _experiment_alias(args: list[str]) -> list[str]:
+    """``+experiment=NAME`` as ``experiment=NAME``. The defaults list names the group
+    (``experiment: null``) so that ``experiment=NAME`` works, and Hydra 1.3 refuses to append
+    a group it already lists; both spellings are common in Hydra projects, so both work."""
+    prefix = "+experiment="
+    return [f"experiment={a[len(prefix) :]}" if a.startswith(prefix) else a for a in args]
+
+
 if __name__ == "__main__":
+    sys.argv[1:] = _experiment_alias(sys.argv[1:])
     try:
         with phase("config (Hydra, validation)"):  # what the phases inside do not cover
             main()

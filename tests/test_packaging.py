@@ -25,6 +25,7 @@ def test_wheel_carries_the_configs_and_runs_from_elsewhere(tmp_path):
     names = zipfile.ZipFile(wheel).namelist()
     assert "nnexp/conf/config.yaml" in names
     assert "nnexp/conf/model/deep.yaml" in names
+    assert "nnexp/conf/experiment/init_sweep/he.yaml" in names  # an experiment's arm
     site = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(site)
     env = cli_env() | {"PYTHONPATH": str(site)}

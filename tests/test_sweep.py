@@ -232,6 +232,29 @@ def test_swept_keys_reads_sweep_overrides_and_sweeper_params():
     assert swept_keys(config) == ["model.init", "model", "optimizer.lr"]
 
 
+def test_an_appended_group_in_sweeper_params_is_found_in_each_job():
+    """`+experiment/init_sweep: a,b` (arms of experiments/) is the job override
+    `+experiment/init_sweep=a`: the key without its prefix, and a short run name."""
+    from omegaconf import OmegaConf
+
+    from nnexp.tracking.sweep import SweepInfo, SweepJob, job_params, swept_keys
+
+    config = OmegaConf.create(
+        {
+            "hydra": {
+                "overrides": {"task": ["experiment=init_sweep"]},
+                "sweeper": {"params": {"+experiment/init_sweep": "he,xavier", "model.x": "1,2"}},
+            }
+        }
+    )
+    swept = swept_keys(config)
+    assert swept == ["experiment/init_sweep", "model.x"]
+    params = job_params(["+experiment/init_sweep=he", "model.x=2", "experiment=init_sweep"], swept)
+    assert params == {"experiment/init_sweep": "he", "model.x": "2"}
+    info = SweepInfo("id", "parent", "exp", "0", "sqlite://", swept)
+    assert SweepJob(info, 3, params).run_name == "#03 init_sweep=he x=2"
+
+
 @pytest.mark.slow
 def test_an_interrupted_sweep_ends_its_parent_failed(cli, tmp_path):
     """Ctrl-C mid-job stops Hydra before on_multirun_end: the parent must not stay RUNNING."""

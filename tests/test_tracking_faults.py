@@ -189,10 +189,10 @@ def test_server_gone_mid_run_keeps_everything_and_uploads_later(server, tmp_path
 @pytest.mark.slow
 def test_server_back_mid_run_gets_the_spool_from_the_tracker(server, tmp_path):
     server.start()
-    # 300 epochs (~60-90 s): the server restarts (up to 25 s measured on a busy machine) while
-    # the run still trains.
+    # 1200 epochs (~60 s, after the fast path; 300 took 60-90 s before it): the server restarts
+    # (up to 25 s measured on a busy machine) while the run still trains.
     proc = _nnexp(
-        tmp_path / "work", server.uri, *SLOW, "trainer.epochs=300", "tracking.retry_every_s=1"
+        tmp_path / "work", server.uri, *SLOW, "trainer.epochs=1200", "tracking.retry_every_s=1"
     )
     run_id = _wait_for_epochs(server, 2, proc)
     server.stop()
@@ -202,4 +202,4 @@ def test_server_back_mid_run_gets_the_spool_from_the_tracker(server, tmp_path):
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err
     assert "answers again" in err and "nnexp.tracking.offline" not in err
-    _assert_complete(server, run_id, epochs=300)
+    _assert_complete(server, run_id, epochs=1200)

@@ -1,9 +1,12 @@
 """Standardization: fitted on the training split only, applied to every split (and, by the
-runner, to raw inputs at prediction time) so validation and test stay honest."""
+runner, to raw inputs at prediction time) so validation and test stay honest. And its opposite,
+`scale_column`: one feature blown up on purpose, to show what skipping standardization does."""
 
 from __future__ import annotations
 
 import numpy as np
+
+from nnexp.data.errors import bad
 
 
 def fit_standardization(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -27,3 +30,13 @@ def apply_standardization(
     out = np.subtract(X, mean.astype(X.dtype, copy=False), out=out)
     out /= scale.astype(X.dtype, copy=False)
     return out
+
+
+def scale_column(X: np.ndarray, index: int, factor: float) -> np.ndarray:
+    """A copy of ``X`` with column ``index`` multiplied by ``factor`` (``dataset.scale_feature``
+    and ``dataset.feature_scale``); the caller's array is left alone."""
+    if not 0 <= index < X.shape[1]:
+        raise bad("scale_feature", index, f"must be a feature index in [0, {X.shape[1] - 1}]")
+    X = X.copy()
+    X[:, index] *= factor
+    return X

@@ -11,6 +11,8 @@ from typing import Any
 
 from nnexp.data.dataset import Dataset, classification, feature_names, label_name, regression
 from nnexp.data.errors import bad
+from nnexp.data.moons import make_moons
+from nnexp.data.scaling import scale_column
 
 
 def _sklearn() -> Any:
@@ -27,7 +29,9 @@ def _digits(n: int) -> list[str]:
 
 
 def load_moons(spec: Any) -> Dataset:
-    X, y = _sklearn().make_moons(n_samples=spec.n_samples, noise=spec.noise, random_state=spec.seed)
+    X, y = make_moons(spec.n_samples, spec.noise, spec.seed)  # sklearn's, without its import
+    if spec.scale_feature is not None:
+        X = scale_column(X, spec.scale_feature, spec.feature_scale)
     return classification(spec.name, X, y, feature_names(2), _digits(2))
 
 

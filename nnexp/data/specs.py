@@ -37,6 +37,10 @@ class MoonsSpec(DatasetSpec):
     name: str = "moons"
     n_samples: int = bounded(1000, ge=MIN_SAMPLES)
     noise: float = bounded(0.2, ge=0.0)
+    # Multiply feature `scale_feature` (0 or 1; None: neither) by `feature_scale`: an
+    # unnormalized column, e.g. counts up to 1e6 (experiments/silent_nan.md).
+    scale_feature: int | None = bounded(None, ge=0, le=1)
+    feature_scale: float = bounded(1.0, gt=0.0)
 
 
 @dataclass

@@ -177,8 +177,7 @@ def heatmap(sweep: Sweep, path: str | Path) -> Path | None:
     ax = fig.subplots()
     from matplotlib import colormaps
 
-    cmap = colormaps["viridis_r"].copy()
-    cmap.set_bad("#eeeeee")
+    cmap = colormaps["viridis_r"].with_extremes(bad="#eeeeee")
     norm = _norm(grid[np.isfinite(grid)].tolist())
     image = ax.imshow(np.ma.masked_invalid(grid), cmap=cmap, norm=norm, aspect="auto")
     fig.colorbar(image, ax=ax, label=f"final {sweep.objective} (lower is better)")

@@ -23,6 +23,7 @@ import copy
 import fcntl
 import json
 import os
+import re
 import sys
 import tempfile
 import time
@@ -86,9 +87,11 @@ class SweepJob:
 
     @property
     def run_name(self) -> str:
-        """``#03 init=he lr=0.1``: short enough for the MLflow UI's run list."""
+        """``#03 init=he lr=0.1`` (``+experiment/init_sweep=he``: ``init_sweep=he``): short enough
+        for the MLflow UI's run list."""
         values = " ".join(
-            f"{key.rsplit('.', 1)[-1]}={short_value(value)}" for key, value in self.params.items()
+            f"{re.split(r'[./]', key)[-1]}={short_value(value)}"
+            for key, value in self.params.items()
         )
         return f"#{self.job:02d} {values}".strip()[:250]
 
@@ -115,7 +118,9 @@ def swept_keys(config: DictConfig) -> list[str]:
     keys = [o.key_or_group for o in parsed if o.is_sweep_override()]
     params = OmegaConf.select(config, "hydra.sweeper.params")
     if isinstance(params, DictConfig):
-        keys += [str(key) for key in params]
+        # `+group: a,b` (an appended config group) is the job override `+group=a`, whose key
+        # is `group`: strip the prefix so the job finds its value (job_params).
+        keys += [str(key).lstrip("+~") for key in params]
     return list(dict.fromkeys(keys))
 
 
