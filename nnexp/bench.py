@@ -215,37 +215,64 @@ def time_torch(p: Problem, optimizer: str, lr: float) -> tuple | None:
     return seconds, acc
 
 
+def contenders(p: Problem, optimizer: str, lr: float, rounds: int) -> list[tuple]:
+    """(name, seconds per epoch, train accuracy) of each contender: the median over `rounds`
+    rounds that run every contender once, so a slow spell of a shared machine hits them all."""
+    runs: dict[str, list[tuple[float, float]]] = {}
+    for _ in range(rounds):
+        measured = {
+            "gemm bound": time_gemm(p),
+            "nnexp": time_nnexp(p, optimizer, lr, stats=False),
+            "nnexp + all stats": time_nnexp(p, optimizer, lr, stats=True),
+            f"sklearn MLP ({optimizer})": time_sklearn(p, optimizer, lr),
+            f"torch ({optimizer})": time_torch(p, optimizer, lr),
+        }
+        for name, result in measured.items():
+            if result is not None:
+                runs.setdefault(name, []).append(result)
+    return [
+        (name, statistics.median(s for s, _ in results), results[-1][1])
+        for name, results in runs.items()
+    ]
+
+
 # --- the cost of watching -------------------------------------------------------------------------
 
 
-def time_tracking(p: Problem, optimizer: str, lr: float, store: Path) -> dict[str, float]:
+def time_tracking(p: Problem, optimizer: str, lr: float, store: Path, rounds: int) -> dict:
     """Median epoch with everything off, and with every statistic sampled every step plus the
-    MLflow metrics of each epoch (buffered, flushed every 2 s and at the end) on a sqlite store.
-    The final flush is charged to the epochs: `marginal_ms` is the tracking cost per epoch."""
+    MLflow metrics of each epoch (buffered, flushed every 2 s and at the end) on a sqlite store;
+    off and on alternate for `rounds` rounds. The final flush is charged to the epochs:
+    `marginal_ms` is the tracking cost per epoch."""
     from nnexp import timing
 
-    off = time_nnexp(p, optimizer, lr, stats=False)[0]
-    with tempfile.TemporaryDirectory(prefix="nnexp-bench-") as tmp:
-        tracker = metrics_tracker(
-            uri=f"sqlite:///{store}",
-            experiment="nnexp-bench",
-            run_name=f"tracking overhead ({p.name})",
-            params={},
-            tags={},
-            run_dir=tmp,
-            checkpoint_dir=Path(tmp) / "checkpoints",
-            write_bundle=lambda directory: directory,
-            input_example=p.X[:1],
-        )
-        # Opening the store and creating the run happen before the first epoch starts (the
-        # clock starts after them): paid once per run, not per epoch.
-        before = timing.totals.get("tracking: metrics", 0.0)
-        on = time_nnexp(p, optimizer, lr, stats=True, callbacks=[tracker])[0]
-        final_flush = timing.totals.get("tracking: metrics", 0.0) - before
-    marginal = on - off + final_flush / p.epochs
+    offs, ons, marginals = [], [], []
+    for _ in range(rounds):
+        off = time_nnexp(p, optimizer, lr, stats=False)[0]
+        with tempfile.TemporaryDirectory(prefix="nnexp-bench-") as tmp:
+            tracker = metrics_tracker(
+                uri=f"sqlite:///{store}",
+                experiment="nnexp-bench",
+                run_name=f"tracking overhead ({p.name})",
+                params={},
+                tags={},
+                run_dir=tmp,
+                checkpoint_dir=Path(tmp) / "checkpoints",
+                write_bundle=lambda directory: directory,
+                input_example=p.X[:1],
+            )
+            # Opening the store and creating the run happen before the first epoch starts (the
+            # clock starts after them): paid once per run, not per epoch.
+            before = timing.totals.get("tracking: metrics", 0.0)
+            on = time_nnexp(p, optimizer, lr, stats=True, callbacks=[tracker])[0]
+            final_flush = timing.totals.get("tracking: metrics", 0.0) - before
+        offs.append(off)
+        ons.append(on)
+        marginals.append(on - off + final_flush / p.epochs)
+    off, marginal = statistics.median(offs), statistics.median(marginals)
     return {
         "off_s": off,
-        "on_s": on,
+        "on_s": statistics.median(ons),
         "ratio": (off + marginal) / off,
         "marginal_ms": marginal * 1e3,
     }
@@ -371,8 +398,14 @@ def main(argv: list[str] | None = None) -> None:
         default=SECTIONS,
         help="run only these sections (default: all)",
     )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        help="interleaved rounds of the contenders, medians reported (default 3, quick 1)",
+    )
     parser.add_argument("--log", metavar="URI", help="record the results as an MLflow run")
     args = parser.parse_args(argv)
+    args.rounds = args.rounds or (1 if args.quick else 3)
     dtype = np.dtype(args.dtype)
     results: dict[str, float] = {}
     print(f"BLAS: {blas_info()}")
@@ -389,18 +422,11 @@ def main(argv: list[str] | None = None) -> None:
         p = problems[name]
         arch = "-".join(map(str, [p.X.shape[1], *p.hidden, p.n_classes]))
         print(f"== {p.name}: {p.X.shape[0]} x {p.X.shape[1]}, MLP {arch}, batch {p.batch}")
-        gemm = time_gemm(p)[0]
         for optimizer, lr in settings[name]:
-            rows = [("gemm bound", gemm, float("nan"))]
-            rows.append(("nnexp", *time_nnexp(p, optimizer, lr, stats=False)))
-            rows.append(("nnexp + all stats", *time_nnexp(p, optimizer, lr, stats=True)))
-            rows.append((f"sklearn MLP ({optimizer})", *time_sklearn(p, optimizer, lr)))
-            torch_result = time_torch(p, optimizer, lr)
-            if torch_result is not None:
-                rows.append((f"torch ({optimizer})", *torch_result))
-            print(f"-- {optimizer} lr={lr}")
-            print(table(rows, rows[1][1], "nnexp"))
-            ours, sk = rows[1][1], rows[3][1]
+            rows = contenders(p, optimizer, lr, args.rounds)
+            gemm, ours, sk = rows[0][1], rows[1][1], rows[3][1]
+            print(f"-- {optimizer} lr={lr} (median of {args.rounds} interleaved rounds)")
+            print(table(rows, ours, "nnexp"))
             print(f"nnexp/gemm = {ours / gemm:.2f}x   nnexp/sklearn = {ours / sk:.2f}x\n")
             results |= {
                 f"{name}.{optimizer}.nnexp_s": ours,
@@ -413,7 +439,7 @@ def main(argv: list[str] | None = None) -> None:
         if "tracking" in args.only:
             print("== tracking: all statistics every step + MLflow metrics (sqlite) vs all off")
             for name in ("large", "small"):
-                t = time_tracking(problems[name], "sgd", 0.1, workdir / "tracking.db")
+                t = time_tracking(problems[name], "sgd", 0.1, workdir / "tracking.db", args.rounds)
                 print(
                     f"{name:6s} off {t['off_s'] * 1e3:9.2f} ms/epoch   on {t['on_s'] * 1e3:9.2f}   "
                     f"marginal {t['marginal_ms']:7.2f} ms/epoch = {t['ratio']:.3f}x"
