@@ -156,5 +156,5 @@ def test_per_step_check_finds_a_nan_where_a_sum_would_not_overflow():
     big = np.full(10, 3e38, dtype=np.float32)  # finite, but the sum overflows
     with np.errstate(over="ignore", invalid="ignore"):  # as the trainer calls it
         assert all_finite([big, np.ones(3)])
-    assert not all_finite([np.ones(3), np.array([1.0, np.nan])])
-    assert not all_finite([np.array([np.inf, -np.inf])])  # a sum of nan
+        assert not all_finite([np.ones(3), np.array([1.0, np.nan])])
+        assert not all_finite([np.array([np.inf, -np.inf])])  # a sum of nan

@@ -155,7 +155,7 @@ class MlflowTracker(Callback):
                 self._flush()
 
     def on_fit_end(self, trainer: Trainer, metrics: dict[str, float]) -> None:
-        with phase("tracking: metrics"):
+        with phase("tracking: metrics, final flush"):
             self._add_metrics(metrics, step=trainer.epoch)
             self._flush()
         with phase("tracking: checkpoints"):

@@ -90,6 +90,7 @@ class Trainer:
         self.rng = np.random.default_rng([settings.seed, 2])  # shuffling stream
         self.epoch = 0  # epochs completed
         self.global_step = 0
+        self.stats_seconds = 0.0  # spent computing statistics: what watching costs the loop
         self.history: list[dict[str, float]] = []
         self.should_stop = False
         self.stop_reason = ""
@@ -187,7 +188,10 @@ class Trainer:
                 if s.clip_value:
                     clip_by_value(params, s.clip_value)
                 sample = stats and self.global_step % s.stats_every == 0
+                started = time.perf_counter()
                 norms = grad_norms(params) if (sample or s.clip_norm) else None
+                if sample:
+                    self.stats_seconds += time.perf_counter() - started
                 if norms is not None and not math.isfinite(sum(norms)):  # squares overflowed
                     layer = largest_gradient(params)
                     return self._diverged(
@@ -203,7 +207,9 @@ class Trainer:
                     )
                 self.global_step += 1
                 if sample:
+                    started = time.perf_counter()
                     stats.sample(norms, lr)
+                    self.stats_seconds += time.perf_counter() - started
                 for cb in batch_listeners:
                     cb.on_batch_end(self, self.global_step, loss)
         metrics = {"train/loss": loss_sum / n, "lr": lr}
