@@ -190,7 +190,7 @@ def test_the_benchmark_runs_shrunken(tmp_path):
         "nnexp/gemm = ",
         "nnexp/sklearn = ",
         "== tracking",
-        "marginal",
+        "clocked in stats + tracker",
         "== memory",
         "== default run",
         "tracking: model",
