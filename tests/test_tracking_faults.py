@@ -120,6 +120,17 @@ def _wait_for_epochs(server: Server, n: int, proc: subprocess.Popen, timeout: fl
     raise AssertionError("the run did not log in time")
 
 
+def _upload(spool: Path) -> subprocess.CompletedProcess:
+    """`python -m nnexp.tracking.offline <spool>`: what the user is told to run."""
+    return subprocess.run(
+        [sys.executable, "-m", "nnexp.tracking.offline", str(spool)],
+        env=cli_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
 def _assert_complete(server: Server, run_id: str, epochs: int = EPOCHS) -> None:
     client = server.client()
     run = client.get_run(run_id)
@@ -164,24 +175,12 @@ def test_server_gone_mid_run_keeps_everything_and_uploads_later(server, tmp_path
 
     server.start()  # the same store, back
     assert server.client().get_run(run_id).info.status == "RUNNING"
-    upload = subprocess.run(
-        [sys.executable, "-m", "nnexp.tracking.offline", str(spool)],
-        env=cli_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    upload = _upload(spool)
     assert upload.returncode == 0, upload.stderr
     assert "uploaded" in upload.stdout
     _assert_complete(server, run_id)
     # Uploading again sends nothing twice.
-    again = subprocess.run(
-        [sys.executable, "-m", "nnexp.tracking.offline", str(spool)],
-        env=cli_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    again = _upload(spool)
     assert "uploaded 0 metric points, 0 operations" in again.stdout
     _assert_complete(server, run_id)
 

@@ -16,10 +16,12 @@ class Parameter:
 
     __slots__ = ("decay", "grad", "name", "value")
 
-    def __init__(self, name: str, value: np.ndarray, decay: bool = False) -> None:
+    def __init__(
+        self, name: str, value: np.ndarray, decay: bool = False, grad: np.ndarray | None = None
+    ) -> None:
         self.name = name
         self.value = value
-        self.grad = np.zeros_like(value)
+        self.grad = np.zeros_like(value) if grad is None else grad
         # Weight decay (L2, AdamW) applies to weight matrices only, not to biases or BN shifts.
         self.decay = decay
 

@@ -39,8 +39,7 @@ class Optimizer:
         values = flat_view([p.value for p in self.params])
         grads = flat_view([p.grad for p in self.params])
         if values is not None and grads is not None:  # packed: one update for all
-            flat = Parameter("all", values)
-            flat.grad = grads
+            flat = Parameter("all", values, grad=grads)
             slots = {s: np.zeros_like(values) for s in self.slots}
             self._groups = [(flat, slots, np.empty_like(values))]
             self.state = {p.name: {} for p in self.params}

@@ -28,12 +28,19 @@ def gradient_stats(params: Sequence[Parameter], norms: Sequence[float] | None = 
 def update_ratios(params: Sequence[Parameter], norms: Sequence[float], lr: float) -> dict:
     """``update_ratio/<layer>`` = lr * ||grad W|| / ||W|| for each weight matrix: the relative
     size of an SGD step (around 1e-3 is healthy; 1e-6 is stuck; 1e-1 and up is exploding)."""
-    out = {}
-    for p, n in zip(params, norms, strict=True):
-        if p.decay:  # weight matrices
-            layer = p.name.rsplit("/", 1)[0]
-            out[f"update_ratio/{layer}"] = lr * n / (norm(p.value) + 1e-12)
-    return out
+    return {
+        update_ratio_key(p): update_ratio(p, n, lr)
+        for p, n in zip(params, norms, strict=True)
+        if p.decay  # weight matrices
+    }
+
+
+def update_ratio_key(weight: Parameter) -> str:
+    return f"update_ratio/{weight.name.rsplit('/', 1)[0]}"
+
+
+def update_ratio(weight: Parameter, grad_norm: float, lr: float) -> float:
+    return lr * grad_norm / (norm(weight.value) + 1e-12)
 
 
 def activation_keys(layer: Activation) -> list[str]:
@@ -90,12 +97,13 @@ class StepStats:
     ) -> None:
         self.params = list(params)
         self.want = set(want)
-        self.weights = [p for p in self.params if p.decay] if "update_ratio" in want else []
+        # Indices of the weight matrices in `params` (their norms come in that order).
+        self.weights = [i for i, p in enumerate(self.params) if p.decay and "update_ratio" in want]
         self.activations = [a for a in activations if a.records_output and "activations" in want]
         grad_keys = []
         if "grad_norm" in want:
             grad_keys = [f"grad_norm/{p.name}" for p in self.params] + ["grad_norm/global"]
-        other_keys = [f"update_ratio/{p.name.rsplit('/', 1)[0]}" for p in self.weights]
+        other_keys = [update_ratio_key(self.params[i]) for i in self.weights]
         for layer in self.activations:
             other_keys += activation_keys(layer)
         self.grad_keys, self.other_keys = grad_keys, other_keys
@@ -114,9 +122,7 @@ class StepStats:
         if self.grad_keys:
             values += norms
             values.append(global_norm(norms))
-        if self.weights:
-            by_name = dict(zip((p.name for p in self.params), norms, strict=True))
-            values += [lr * by_name[p.name] / (norm(p.value) + 1e-12) for p in self.weights]
+        values += [update_ratio(self.params[i], norms[i], lr) for i in self.weights]
         for layer in self.activations:
             values += activation_values(layer, layer.output)
         row = self._row

@@ -188,10 +188,13 @@ class Trainer:
                 if s.clip_value:
                     clip_by_value(params, s.clip_value)
                 sample = stats and self.global_step % s.stats_every == 0
-                started = time.perf_counter()
-                norms = grad_norms(params) if (sample or s.clip_norm) else None
-                if sample:
+                norms = None
+                if sample:  # the norms are statistics too; clipping, if on, reuses them
+                    started = time.perf_counter()
+                    norms = grad_norms(params)
                     self.stats_seconds += time.perf_counter() - started
+                elif s.clip_norm:
+                    norms = grad_norms(params)
                 if norms is not None and not math.isfinite(sum(norms)):  # squares overflowed
                     layer = largest_gradient(params)
                     return self._diverged(
