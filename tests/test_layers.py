@@ -282,3 +282,31 @@ def test_statistics():
     assert summary["act/relu_0/std"] == pytest.approx(y.std())
     assert "act/relu_0/sat_frac" not in summary
     assert not StepStats(params, [relu], ())  # nothing wanted: the trainer skips sampling
+
+
+@pytest.mark.parametrize("name", ["relu", "leaky_relu", "elu"])
+def test_dead_fraction_counts_units_never_positive_in_the_batch(name):
+    # ReLU reads it off the column sums (its outputs are never negative); the others, whose
+    # outputs can be negative, off the column maxima. Both must give the same definition.
+    layer = make_activation(name)
+    layer.name = f"{name}_0"
+    x = np.array([[-1.0, 2.0, -3.0, 0.0], [-2.0, -1.0, -1.0, 0.5], [-0.5, -4.0, -2.0, 0.0]])
+    layer.forward(x, training=True)
+    stats = activation_stats(layer)
+    assert stats[f"act/{name}_0/dead_frac"] == 0.5  # units 0 and 2
+    y = layer.output
+    assert stats[f"act/{name}_0/mean"] == pytest.approx(y.mean())
+    assert stats[f"act/{name}_0/std"] == pytest.approx(y.std())
+
+
+def test_step_stats_take_the_weight_norms_the_trainer_already_has():
+    model = mlp(3, [4], 2, activation="relu", dtype=np.float64)
+    params = list(model.parameters())
+    relu = [m for m in model.modules if m.kind == "relu"]
+    model.forward(np.random.default_rng(0).standard_normal((5, 3)), training=True)
+    norms = [1.0 + i for i in range(len(params))]
+    given = StepStats(params, relu, ("grad_norm", "update_ratio", "activations"))
+    given.sample(norms, 0.1, [float(np.linalg.norm(p.value)) for p in params])
+    computed = StepStats(params, relu, ("grad_norm", "update_ratio", "activations"))
+    computed.sample(norms, 0.1)
+    assert given.summary() == pytest.approx(computed.summary())

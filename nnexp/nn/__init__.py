@@ -27,6 +27,7 @@ from nnexp.nn.gradients import (
     global_norm,
     grad_norms,
     l2_penalty,
+    param_norms,
 )
 from nnexp.nn.init import INITIALIZERS, initialize
 from nnexp.nn.layers import BatchNorm1d, Dense, Dropout
@@ -83,6 +84,7 @@ __all__ = [
     "make_activation",
     "mlp",
     "pack",
+    "param_norms",
     "sigmoid",
     "update_ratios",
 ]

@@ -32,6 +32,7 @@ def sigmoid(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
 
 class Activation(Module):
     dies = False
+    nonnegative = False  # outputs are never negative (ReLU): a column sum of 0 means dead
     saturation: tuple[float, float] | None = None
     records_output = True  # keeps its training output (`output`) for statistics
 
@@ -68,6 +69,7 @@ class Identity(Activation):
 class ReLU(Activation):
     kind = "relu"
     dies = True
+    nonnegative = True
 
     def forward(self, x, training=False):
         y = np.maximum(x, 0, out=self._out(x))

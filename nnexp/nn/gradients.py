@@ -20,6 +20,11 @@ def grad_norms(params: Sequence[Parameter]) -> list[float]:
     return [norm(p.grad) for p in params]
 
 
+def param_norms(params: Sequence[Parameter]) -> list[float]:
+    """The norms of the parameters' values."""
+    return [norm(p.value) for p in params]
+
+
 def global_norm(norms: Sequence[float]) -> float:
     return math.sqrt(sum(n * n for n in norms))
 

@@ -29,7 +29,7 @@ def update_ratios(params: Sequence[Parameter], norms: Sequence[float], lr: float
     """``update_ratio/<layer>`` = lr * ||grad W|| / ||W|| for each weight matrix: the relative
     size of an SGD step (around 1e-3 is healthy; 1e-6 is stuck; 1e-1 and up is exploding)."""
     return {
-        update_ratio_key(p): update_ratio(p, n, lr)
+        update_ratio_key(p): update_ratio(lr, n, norm(p.value))
         for p, n in zip(params, norms, strict=True)
         if p.decay  # weight matrices
     }
@@ -39,8 +39,8 @@ def update_ratio_key(weight: Parameter) -> str:
     return f"update_ratio/{weight.name.rsplit('/', 1)[0]}"
 
 
-def update_ratio(weight: Parameter, grad_norm: float, lr: float) -> float:
-    return lr * grad_norm / (norm(weight.value) + 1e-12)
+def update_ratio(lr: float, grad_norm: float, weight_norm: float) -> float:
+    return lr * grad_norm / (weight_norm + 1e-12)
 
 
 def activation_keys(layer: Activation) -> list[str]:
@@ -55,17 +55,21 @@ def activation_keys(layer: Activation) -> list[str]:
 
 
 def activation_values(layer: Activation, y: np.ndarray) -> list[float]:
-    """Mean, std, [dead fraction], [saturated fraction] of a layer's output `y`.
+    """Mean, std, [dead fraction], [saturated fraction] of a layer's output `y` (batch, units).
 
-    Mean and std come from one sum and one BLAS dot (E[y²] - E[y]², clamped at 0) instead of
-    NumPy's two-pass std with its temporaries: activations are O(1) with spread of the same
-    order, so the cancellation this risks stays far below what the plots can show."""
+    Mean and std come from the column sums and one BLAS dot (E[y²] - E[y]², clamped at 0)
+    instead of NumPy's two-pass std with its temporaries: activations are O(1) with spread of
+    the same order, so the cancellation this risks stays far below what the plots can show.
+    A unit is dead in this batch if it is never positive; for outputs that cannot be negative
+    (ReLU) that is a column sum of 0, so the column sums serve the mean and the dead count."""
     flat = y.reshape(-1)
     n = flat.size
-    mean = float(np.add.reduce(flat)) / n
+    column_sums = np.add.reduce(y, axis=0)
+    mean = float(np.add.reduce(column_sums)) / n
     values = [mean, math.sqrt(max(float(np.vdot(flat, flat)) / n - mean * mean, 0.0))]
-    if layer.dies:  # a unit is dead in this batch if it is never positive: max <= 0
-        values.append(np.count_nonzero(np.maximum.reduce(y, axis=0) <= 0) / y.shape[1])
+    if layer.dies:
+        largest = column_sums if layer.nonnegative else np.maximum.reduce(y, axis=0)
+        values.append(np.count_nonzero(largest <= 0) / y.shape[1])
     if layer.saturation is not None:
         lo, hi = layer.saturation
         values.append(np.count_nonzero((y < lo) | (y > hi)) / n)
@@ -116,13 +120,18 @@ class StepStats:
     def __bool__(self) -> bool:
         return bool(self.grad_keys or self.other_keys)
 
-    def sample(self, norms: Sequence[float], lr: float) -> None:
-        """Record one step: `norms` are the parameters' gradient norms (before clipping)."""
+    def sample(
+        self, norms: Sequence[float], lr: float, value_norms: Sequence[float] | None = None
+    ) -> None:
+        """Record one step: `norms` are the parameters' gradient norms (before clipping),
+        `value_norms` their values' norms after the update (computed here if not given)."""
         values: list[float] = []
         if self.grad_keys:
             values += norms
             values.append(global_norm(norms))
-        values += [update_ratio(self.params[i], norms[i], lr) for i in self.weights]
+        for i in self.weights:
+            weight_norm = norm(self.params[i].value) if value_norms is None else value_norms[i]
+            values.append(update_ratio(lr, norms[i], weight_norm))
         for layer in self.activations:
             values += activation_values(layer, layer.output)
         row = self._row

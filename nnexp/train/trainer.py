@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -28,6 +29,7 @@ from nnexp.nn import (
     clip_by_value,
     flat_view,
     grad_norms,
+    param_norms,
 )
 from nnexp.nn.workspace import Workspace
 from nnexp.train.callbacks import Callback
@@ -41,6 +43,7 @@ from nnexp.train.divergence import (
 )
 
 STATS = ("grad_norm", "update_ratio", "activations")
+T = TypeVar("T")
 EVAL_CHUNK = 8192  # rows per forward pass at evaluation: bounds memory on large sets
 
 
@@ -179,22 +182,24 @@ class Trainer:
                 model.backward(dlogits, need_dx=False)
                 if s.l2:
                     add_l2_grad(params, s.l2)
-                # Before clipping (clip_by_value would hide an Inf) and before the update.
-                if not all_finite(self._grads):
+                sample = stats and self.global_step % s.stats_every == 0
+                # The gradient norms are statistics too, clipping by norm reuses them, and they
+                # double as the NaN/Inf check (a finite sum of squares means finite elements),
+                # which must come before clipping (clip_by_value would hide an Inf).
+                norms = None
+                if (sample or s.clip_norm) and not s.clip_value:
+                    norms = self._timed(grad_norms, params, count=sample)
+                if not (norms is not None and math.isfinite(sum(norms))) and not all_finite(
+                    self._grads
+                ):
                     layer = first_nonfinite_param(params, "gradient")
                     return self._diverged(
                         "the gradient is not finite", lr, _batch(i, starts), layer
                     )
                 if s.clip_value:
                     clip_by_value(params, s.clip_value)
-                sample = stats and self.global_step % s.stats_every == 0
-                norms = None
-                if sample:  # the norms are statistics too; clipping, if on, reuses them
-                    started = time.perf_counter()
-                    norms = grad_norms(params)
-                    self.stats_seconds += time.perf_counter() - started
-                elif s.clip_norm:
-                    norms = grad_norms(params)
+                    if sample or s.clip_norm:
+                        norms = self._timed(grad_norms, params, count=sample)
                 if norms is not None and not math.isfinite(sum(norms)):  # squares overflowed
                     layer = largest_gradient(params)
                     return self._diverged(
@@ -203,22 +208,32 @@ class Trainer:
                 if s.clip_norm:
                     clip_by_global_norm(params, s.clip_norm, norms)
                 self.optimizer.step()
-                if not all_finite(self._values):
+                # The same for the weights: sampled steps need their norms (update ratios).
+                value_norms = self._timed(param_norms, params) if sample else None
+                if not (
+                    value_norms is not None and math.isfinite(sum(value_norms))
+                ) and not all_finite(self._values):
                     layer = first_nonfinite_param(params, "weights")
                     return self._diverged(
                         "the update made the weights non-finite", lr, _batch(i, starts), layer
                     )
                 self.global_step += 1
                 if sample:
-                    started = time.perf_counter()
-                    stats.sample(norms, lr)
-                    self.stats_seconds += time.perf_counter() - started
+                    self._timed(stats.sample, norms, lr, value_norms)
                 for cb in batch_listeners:
                     cb.on_batch_end(self, self.global_step, loss)
         metrics = {"train/loss": loss_sum / n, "lr": lr}
         if d.classification:
             metrics["train/acc"] = correct / n
         return metrics | stats.summary()
+
+    def _timed(self, fn: Callable[..., T], *args: Any, count: bool = True) -> T:
+        """`fn(*args)`, its time added to `stats_seconds` (what watching costs the loop)."""
+        started = time.perf_counter()
+        result = fn(*args)
+        if count:
+            self.stats_seconds += time.perf_counter() - started
+        return result
 
     def _diverged(
         self, what: str, lr: float, where: str, layer: str | None = None, *, epoch: int = 0
@@ -294,7 +309,10 @@ class Trainer:
 
 def _gather(array: np.ndarray, idx: np.ndarray, workspace: Workspace) -> np.ndarray:
     """Rows `idx` of `array`, into a buffer reused from step to step."""
-    return array.take(idx, axis=0, out=workspace.get(idx.shape + array.shape[1:], array.dtype))
+    out = workspace.get(idx.shape + array.shape[1:], array.dtype)
+    # mode="clip": the indices come from a permutation, so none is out of range; the default
+    # mode ("raise") makes `take` write into a temporary and copy it to `out`: 2x slower.
+    return array.take(idx, axis=0, out=out, mode="clip")
 
 
 def _batch(i: int, starts: list[int]) -> str:
