@@ -381,7 +381,30 @@ def sweep_speedup(workdir: Path, quick: bool) -> dict[str, float]:
         workdir,
         _env(),
     )
-    return {"jobs": jobs, "basic_s": basic, "joblib_s": joblib, "speedup": basic / joblib}
+    return {
+        "jobs": jobs,
+        "basic_s": basic,
+        "joblib_s": joblib,
+        "speedup": basic / joblib,
+        "headroom": parallel_headroom(quick),
+    }
+
+
+def parallel_headroom(quick: bool) -> float:
+    """What 2 processes can gain on this machine at best: the throughput of the same pure-Python
+    loop in 2 processes at once against 1 alone (2.0 on 2 idle cores; less where the cores are
+    shared with other tenants). A sweep's speedup is bounded by it."""
+    loops = 2_000_000 if quick else 20_000_000
+    code = f"for i in range({loops}): pass"
+
+    def run(n: int) -> float:
+        start = time.perf_counter()
+        procs = [subprocess.Popen([sys.executable, "-c", code]) for _ in range(n)]
+        for proc in procs:
+            proc.wait()
+        return time.perf_counter() - start
+
+    return statistics.median(2 * run(1) / run(2) for _ in range(1 if quick else 3))
 
 
 # --- the report -------------------------------------------------------------------------------
@@ -478,7 +501,9 @@ def main(argv: list[str] | None = None) -> None:
             sw = sweep_speedup(workdir, args.quick)
             print(
                 f"== sweep of {sw['jobs']} small jobs: basic {sw['basic_s']:.1f} s, joblib "
-                f"(2 jobs x 1 BLAS thread) {sw['joblib_s']:.1f} s = {sw['speedup']:.2f}x faster\n"
+                f"(2 jobs x 1 BLAS thread) {sw['joblib_s']:.1f} s = {sw['speedup']:.2f}x faster; "
+                f"2 processes can gain at most {sw['headroom']:.2f}x here (a CPU loop, 1 vs 2 "
+                "at once)\n"
             )
             results |= {f"sweep.{k}": v for k, v in sw.items()}
     if args.log:
