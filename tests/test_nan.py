@@ -158,3 +158,7 @@ def test_per_step_check_finds_a_nan_where_a_sum_would_not_overflow():
         assert all_finite([big, np.ones(3)])
         assert not all_finite([np.ones(3), np.array([1.0, np.nan])])
         assert not all_finite([np.array([np.inf, -np.inf])])  # a sum of nan
+        # Norms at hand answer it; norms that overflowed or are NaN send it to the arrays.
+        assert all_finite([np.array([np.nan])], norms=[1.0, 2.0])  # trusted: finite norms
+        assert not all_finite([np.array([np.nan])], norms=[1.0, math.nan])
+        assert all_finite([big], norms=[math.inf])  # overflowed, but every element is finite

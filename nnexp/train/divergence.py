@@ -15,12 +15,15 @@ class NonFiniteError(FloatingPointError):
     """Training produced NaN/Inf. A FloatingPointError, so trackers can tag the run diverged."""
 
 
-def all_finite(arrays: Iterable[np.ndarray]) -> bool:
+def all_finite(arrays: Iterable[np.ndarray], norms: Sequence[float] | None = None) -> bool:
     """True if no array holds NaN or Inf. One BLAS dot per array and no temporaries: a sum of
     squares is NaN/Inf whenever an element is (and the dot is ~2.5x faster than NumPy's sum).
     It can also overflow with every element finite (huge weights), so a suspicious one is
-    confirmed element-wise. The trainer calls it every step under its own ``np.errstate``:
-    call it under one too to silence overflow warnings."""
+    confirmed element-wise. `norms` of the same arrays, if at hand, answer it with no pass at
+    all when their sum is finite. The trainer calls it every step under its own
+    ``np.errstate``: call it under one too to silence overflow warnings."""
+    if norms is not None and math.isfinite(sum(norms)):
+        return True
     return all(math.isfinite(np.vdot(a, a)) or np.isfinite(a).all() for a in arrays)
 
 

@@ -189,9 +189,7 @@ class Trainer:
                 norms = None
                 if (sample or s.clip_norm) and not s.clip_value:
                     norms = self._timed(grad_norms, params, count=sample)
-                if not (norms is not None and math.isfinite(sum(norms))) and not all_finite(
-                    self._grads
-                ):
+                if not all_finite(self._grads, norms):
                     layer = first_nonfinite_param(params, "gradient")
                     return self._diverged(
                         "the gradient is not finite", lr, _batch(i, starts), layer
@@ -210,9 +208,7 @@ class Trainer:
                 self.optimizer.step()
                 # The same for the weights: sampled steps need their norms (update ratios).
                 value_norms = self._timed(param_norms, params) if sample else None
-                if not (
-                    value_norms is not None and math.isfinite(sum(value_norms))
-                ) and not all_finite(self._values):
+                if not all_finite(self._values, value_norms):
                     layer = first_nonfinite_param(params, "weights")
                     return self._diverged(
                         "the update made the weights non-finite", lr, _batch(i, starts), layer
