@@ -38,6 +38,9 @@ LONG = (
     "trainer.batch_size=16",
     "trainer.checkpoint_every=5",
 )
+# A checkpoint every epoch: the kill lands just after one, whatever the speed of the machine
+# (at the default of one every second, a fast machine may be past its last epoch by then).
+KILLABLE = (*LONG, "trainer.checkpoint_every_s=0")
 COMPARED = ("param/", "buffer/", "optim/", "schedule/", "rng", "dropout_rng/", "epoch")
 
 
@@ -86,9 +89,9 @@ def test_sigkill_mid_epoch_then_resume_last_is_bit_for_bit_the_uninterrupted_run
     whole, killed = Cli(tmp_path / "whole"), Cli(tmp_path / "killed")
     for c in (whole, killed):
         c.workdir.mkdir()
-    reference = _start(whole, *LONG)  # runs alongside the one that gets killed
+    reference = _start(whole, *KILLABLE)  # runs alongside the one that gets killed
 
-    proc = _start(killed, *LONG)
+    proc = _start(killed, *KILLABLE)
     last = killed.workdir / "outputs/run/checkpoints/last.npz"
     epoch = _kill_mid_epoch(proc, last, after_epoch=3)
     assert 3 <= epoch < 14
@@ -96,7 +99,7 @@ def test_sigkill_mid_epoch_then_resume_last_is_bit_for_bit_the_uninterrupted_run
     assert run.info.status == "RUNNING"  # SIGKILL: nobody could end it
 
     # Resume from a different Hydra directory: the run continues where its checkpoints are.
-    resumed = _start(killed, *LONG, "trainer.resume=last", run_dir="outputs/resumed")
+    resumed = _start(killed, *KILLABLE, "trainer.resume=last", run_dir="outputs/resumed")
     _, err = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, err.decode()
     assert f"resuming {run.info.run_id}" in err.decode()
@@ -117,7 +120,7 @@ def test_sigkill_mid_epoch_then_resume_last_is_bit_for_bit_the_uninterrupted_run
     assert done.data.tags["model_uri"]
 
     # Launched again: the run of this job is FINISHED, nothing to do.
-    again = killed.ok(*LONG, "trainer.resume=last")
+    again = killed.ok(*KILLABLE, "trainer.resume=last")
     assert "skipped" in again.stderr
     assert [r.info.run_id for r in killed.runs()] == [run.info.run_id]
 
