@@ -44,7 +44,12 @@ OPTIMIZER_CASES = [
 
 @pytest.mark.parametrize(("name", "kwargs"), OPTIMIZER_CASES)
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_packed_training_is_bit_for_bit_the_per_parameter_one(name, kwargs, dtype):
+@pytest.mark.parametrize("chunk", [None, 32], ids=["one-chunk", "chunked"])
+def test_packed_training_is_bit_for_bit_the_per_parameter_one(
+    name, kwargs, dtype, chunk, monkeypatch
+):
+    if chunk:  # the 139 parameters updated in 5 chunks, as a large model's are
+        monkeypatch.setattr("nnexp.nn.optim.CHUNK", chunk)
     results = []
     for packed in (True, False):
         model = mlp(4, [8, 8], 3, dtype=dtype, seed=1, dropout=0.1)
@@ -53,6 +58,8 @@ def test_packed_training_is_bit_for_bit_the_per_parameter_one(name, kwargs, dtyp
         params = list(model.parameters())
         assert (flat_view([p.value for p in params]) is not None) == packed
         optimizer = OPTIMIZERS.lookup(name)(params, lr=0.01, **kwargs)
+        if packed:
+            assert len(optimizer._groups) == (5 if chunk else 1)
         settings = TrainSettings(epochs=3, batch_size=16, l2=1e-3, clip_norm=1.0)
         trainer = Trainer(
             model,

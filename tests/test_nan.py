@@ -131,6 +131,65 @@ def test_an_update_that_overflows_the_weights_names_the_layer():
     assert "the update made the weights non-finite at dense_0/W" in message
 
 
+def _poison_gradient(trainer: Trainer, layer: int, step: int) -> None:
+    """From `step` on (1-based), layer `layer`'s backward leaves a NaN in its weight gradient
+    while the loss stays finite."""
+    dense = trainer.model.modules[layer]
+    backward, calls = dense.backward, [0]
+
+    def poisoned(dy, need_dx=True):
+        dx = backward(dy, need_dx)
+        calls[0] += 1
+        if calls[0] >= step:
+            dense.W.grad.flat[1] = np.nan
+        return dx
+
+    dense.backward = poisoned
+
+
+@pytest.mark.parametrize("packed", [True, False])
+@pytest.mark.parametrize("stats", [(), ("grad_norm", "update_ratio")])
+def test_a_nan_gradient_behind_a_finite_loss_is_named_as_a_gradient(packed, stats):
+    """The check after the update still tells a NaN gradient from an overflowing update."""
+    model = mlp(3, [4], 1, activation="identity", seed=1)
+    if not packed:
+        for p in model.parameters():
+            p.value, p.grad = p.value.copy(), p.grad.copy()
+    opt = SGD(list(model.parameters()), lr=0.01)
+    settings = TrainSettings(epochs=2, batch_size=16, stats=stats)
+    trainer = Trainer(model, MSE(), opt, Constant(0.01), _regression(), settings)
+    _poison_gradient(trainer, layer=2, step=6)
+    with pytest.raises(NonFiniteError) as err:
+        trainer.fit()
+    message = str(err.value)
+    assert "epoch 2, step 6 (batch 2 of 4)" in message
+    assert "the gradient is not finite at dense_1/W" in message
+
+
+def test_policy_stop_after_a_nan_gradient_restores_the_optimizer_state_too():
+    """Under Adam a NaN gradient spoils the moments as well as the weights: both go back."""
+    from nnexp.nn import Adam
+
+    def fit(poison: bool) -> Trainer:
+        model = mlp(3, [4], 1, activation="identity", seed=1)
+        opt = Adam(list(model.parameters()), lr=0.01)
+        settings = TrainSettings(epochs=3 if poison else 1, batch_size=16, nan_policy="stop")
+        trainer = Trainer(model, MSE(), opt, Constant(0.01), _regression(), settings)
+        if poison:
+            _poison_gradient(trainer, layer=0, step=6)
+        trainer.fit()
+        return trainer
+
+    stopped, reference = fit(poison=True), fit(poison=False)
+    assert stopped.diverged and "the gradient is not finite at dense_0/W" in stopped.diverged
+    assert stopped.epoch == reference.epoch == 1
+    assert stopped.optimizer.t == reference.optimizer.t == 4
+    for key, value in reference.optimizer.state_dict().items():
+        np.testing.assert_array_equal(stopped.optimizer.state_dict()[key], value, err_msg=key)
+    for p, q in zip(stopped.params, reference.params, strict=True):
+        np.testing.assert_array_equal(p.value, q.value, err_msg=p.name)
+
+
 def test_validation_overflow_with_finite_weights_is_caught():
     """Training is fine; the validation inputs are huge and overflow the forward pass."""
     with pytest.raises(NonFiniteError, match=r"epoch 1, .*evaluation\): val/loss is inf"):

@@ -6,9 +6,10 @@ Hyperparameters are cast to the parameters' dtype once (NumPy 2 promotes float32
 float64 when combined with a float64 *scalar*).
 
 Every update rule here is elementwise, so when the parameters are packed into one vector
-(`nnexp.nn.flat.pack`, as `mlp()` builds them) it runs once on that vector instead of once per
-parameter: the same arithmetic on the same elements, bit for bit, with a fraction of the Python
-overhead. The per-parameter state arrays are then views of flat state vectors.
+(`nnexp.nn.flat.pack`, as `mlp()` builds them) it runs on that vector (in a few cache-sized
+chunks) instead of once per parameter: the same arithmetic on the same elements, bit for bit,
+with a fraction of the Python overhead. The per-parameter state arrays are then views of flat
+state vectors.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from nnexp.nn.module import Parameter
 from nnexp.nn.registry import Registry
 
 OPTIMIZERS: Registry[type[Optimizer]] = Registry("optimizer")
+CHUNK = 1 << 16  # elements per update call: 5 arrays of 256 KiB (float32) for Adam
 
 
 class Optimizer:
@@ -39,9 +41,21 @@ class Optimizer:
         values = flat_view([p.value for p in self.params])
         grads = flat_view([p.grad for p in self.params])
         if values is not None and grads is not None:  # packed: one update for all
-            flat = Parameter("all", values, grad=grads)
             slots = {s: np.zeros_like(values) for s in self.slots}
-            self._groups = [(flat, slots, np.empty_like(values))]
+            # Updated in chunks of CHUNK elements: an update makes several passes over its
+            # arrays (Adam twelve), and when one chunk of all of them fits in a core's L2 cache
+            # only the first pass goes to memory (Adam's step ~1/4 faster on the 235k-weight
+            # benchmark MLP). Small models are one chunk; the arithmetic is the same.
+            chunks = _chunks(values.size, CHUNK)
+            scratch = np.empty(max(b - a for a, b in chunks), dtype=values.dtype)
+            self._groups = [
+                (
+                    Parameter("all", values[a:b], grad=grads[a:b]),
+                    {s: vector[a:b] for s, vector in slots.items()},
+                    scratch[: b - a],
+                )
+                for a, b in chunks
+            ]
             self.state = {p.name: {} for p in self.params}
             offset = 0
             for p in self.params:
@@ -88,6 +102,15 @@ class Optimizer:
                 np.copyto(value, src)
         self.t = int(flat["t"])
         self.lr = float(flat["lr"])
+
+
+def _chunks(size: int, chunk: int) -> list[tuple[int, int]]:
+    """[start, end) ranges covering `size` in as few near-equal pieces as `chunk` allows, each
+    starting at a multiple of 16 elements (cache-line aligned in the packed vector)."""
+    count = -(-size // chunk)
+    step = -(-size // count)
+    step = -(-step // 16) * 16
+    return [(a, min(a + step, size)) for a in range(0, size, step)]
 
 
 @OPTIMIZERS.register("sgd")

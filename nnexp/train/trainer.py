@@ -1,10 +1,12 @@
 """The training loop: mini-batches by shuffled index, the schedule, L2, clipping, statistics,
 validation every epoch, test metrics at the end. Everything else happens in callbacks.
 
-NaN/Inf is caught where it first appears: the loss and the gradients of every step (before the
-optimizer applies them), the weights after every step, and the epoch's metrics. Policy ``raise``
-raises `NonFiniteError`; ``stop`` rolls the weights back to the end of the last good epoch, ends
-training and records the message in `Trainer.diverged` (the tracker then marks the run failed)."""
+NaN/Inf is caught at the step where it first appears: the loss of every step, its gradients
+and the weights after its update (one check covers both), and the epoch's metrics; the message
+tells a non-finite gradient from an update that overflowed. Policy ``raise`` raises
+`NonFiniteError`; ``stop`` rolls the weights (and optimizer state) back to the end of the last
+good epoch, ends training and records the message in `Trainer.diverged` (the tracker then marks
+the run failed)."""
 
 from __future__ import annotations
 
@@ -98,7 +100,9 @@ class Trainer:
         self.should_stop = False
         self.stop_reason = ""
         self.diverged: str | None = None  # the divergence message under nan_policy=stop
-        self._good: list[np.ndarray] | None = None  # weights (and buffers) as the epoch began
+        # Under nan_policy=stop: the state as the epoch began, and the optimizer's step count.
+        self._good: list[np.ndarray] | None = None
+        self._good_t = 0
         # A batch of one cannot be batch-normalized: fold such a remainder into the last batch.
         self._min_batch = 2 if any(isinstance(m, BatchNorm1d) for m in model.modules) else 1
         # What the per-step NaN/Inf checks reduce: one packed vector when the model has one
@@ -117,6 +121,7 @@ class Trainer:
                 started = time.perf_counter()
                 if self.settings.nan_policy == "stop":
                     self._good = [a.copy() for a in self._state_arrays()]
+                    self._good_t = self.optimizer.t
                 metrics = self._train_epoch()
                 if metrics is None:  # diverged under nan_policy=stop: the epoch is void
                     break
@@ -183,36 +188,38 @@ class Trainer:
                 if s.l2:
                     add_l2_grad(params, s.l2)
                 sample = stats and self.global_step % s.stats_every == 0
-                # The gradient norms are statistics too, clipping by norm reuses them, and they
-                # double as the NaN/Inf check (a finite sum of squares means finite elements),
-                # which must come before clipping (clip_by_value would hide an Inf).
-                norms = None
-                if (sample or s.clip_norm) and not s.clip_value:
-                    norms = self._timed(grad_norms, params, count=sample)
-                if not all_finite(self._grads, norms):
-                    layer = first_nonfinite_param(params, "gradient")
-                    return self._diverged(
-                        "the gradient is not finite", lr, _batch(i, starts), layer
-                    )
-                if s.clip_value:
+                if s.clip_value:  # clipping would turn an Inf into the limit: look first
+                    if not all_finite(self._grads):
+                        layer = first_nonfinite_param(params, "gradient")
+                        return self._diverged(
+                            "the gradient is not finite", lr, _batch(i, starts), layer
+                        )
                     clip_by_value(params, s.clip_value)
-                    if sample or s.clip_norm:
-                        norms = self._timed(grad_norms, params, count=sample)
-                if norms is not None and not math.isfinite(sum(norms)):  # squares overflowed
-                    layer = largest_gradient(params)
-                    return self._diverged(
-                        "the gradient norm overflows", lr, _batch(i, starts), layer
-                    )
+                # The gradient norms are statistics, and clipping by norm reuses them.
+                norms = None
+                if sample or s.clip_norm:
+                    norms = self._timed(grad_norms, params, count=sample)
+                    if not math.isfinite(sum(norms)):
+                        what, layer = _nonfinite_gradient(params)
+                        return self._diverged(what, lr, _batch(i, starts), layer)
                 if s.clip_norm:
                     clip_by_global_norm(params, s.clip_norm, norms)
                 self.optimizer.step()
-                # The same for the weights: sampled steps need their norms (update ratios).
+                # One check after the update covers the gradients too: NaN and Inf survive every
+                # update rule (even at lr 0, 0 * Inf is NaN), so the weights are finite only if
+                # the gradients were and the update did not overflow — one pass over the
+                # parameters per step instead of two. The spoiled weights are never kept: an
+                # error ends the run (checkpoints hold finished epochs) and nan_policy=stop
+                # restores the epoch's start. Sampled steps need the weights' norms anyway
+                # (update ratios), and a finite sum of squares means finite elements.
                 value_norms = self._timed(param_norms, params) if sample else None
                 if not all_finite(self._values, value_norms):
-                    layer = first_nonfinite_param(params, "weights")
-                    return self._diverged(
-                        "the update made the weights non-finite", lr, _batch(i, starts), layer
-                    )
+                    what = "the gradient is not finite"
+                    layer = first_nonfinite_param(params, "gradient")
+                    if layer is None:
+                        what = "the update made the weights non-finite"
+                        layer = first_nonfinite_param(params, "weights")
+                    return self._diverged(what, lr, _batch(i, starts), layer)
                 self.global_step += 1
                 if sample:
                     self._timed(stats.sample, norms, lr, value_norms)
@@ -250,6 +257,7 @@ class Trainer:
         if self._good is not None:
             for target, good in zip(self._state_arrays(), self._good, strict=True):
                 np.copyto(target, good)
+            self.optimizer.t = self._good_t
         self.should_stop, self.diverged = True, message
         self.stop_reason = "diverged (trainer.nan_policy=stop): kept the last good epoch"
 
@@ -272,7 +280,9 @@ class Trainer:
         return not bad
 
     def _state_arrays(self) -> list[np.ndarray]:
-        return [p.value for p in self.params] + list(self.model.buffers().values())
+        """Everything a step changes: weights, buffers and the optimizer's state arrays."""
+        slots = [a for state in self.optimizer.state.values() for a in state.values()]
+        return [p.value for p in self.params] + list(self.model.buffers().values()) + slots
 
     # --- evaluation -------------------------------------------------------------------------
 
@@ -309,6 +319,15 @@ def _gather(array: np.ndarray, idx: np.ndarray, workspace: Workspace) -> np.ndar
     # mode="clip": the indices come from a permutation, so none is out of range; the default
     # mode ("raise") makes `take` write into a temporary and copy it to `out`: 2x slower.
     return array.take(idx, axis=0, out=out, mode="clip")
+
+
+def _nonfinite_gradient(params: Sequence) -> tuple[str, str]:
+    """What is wrong with gradients whose norm is not finite, and where: a NaN/Inf element, or
+    finite elements so large that their squares overflow."""
+    layer = first_nonfinite_param(params, "gradient")
+    if layer is not None:
+        return "the gradient is not finite", layer
+    return "the gradient norm overflows", largest_gradient(params)
 
 
 def _batch(i: int, starts: list[int]) -> str:
