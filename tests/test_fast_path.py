@@ -158,6 +158,36 @@ def test_timing_phases_are_exclusive_and_add_up():
     assert timing.totals["outer"] == pytest.approx(0.05, abs=0.04)
 
 
+def test_startup_objects_are_set_aside_and_the_collector_turned_back_on():
+    import gc
+    import weakref
+
+    from nnexp.cli import _SetAsideStartupObjects
+
+    class Node:
+        other: Node
+
+    def garbage_cycle() -> weakref.ref:
+        a, b = Node(), Node()
+        a.other, b.other = b, a
+        return weakref.ref(a)
+
+    try:
+        gc.disable()  # as `python -m nnexp` starts
+        startup = garbage_cycle()
+        _SetAsideStartupObjects().on_fit_start(None)
+        assert gc.isenabled() and gc.get_freeze_count() > 0
+        assert startup() is not None  # set aside, not collected: no full pass at start-up
+        gc.collect()
+        assert startup() is not None  # and full passes no longer look at it
+        later = garbage_cycle()
+        _SetAsideStartupObjects().on_fit_start(None)  # the next job of an in-process sweep
+        assert later() is None  # collected before anything more is set aside
+    finally:
+        gc.unfreeze()
+        gc.enable()
+
+
 def test_plot_worker_draws_what_in_process_drawing_draws(tmp_path):
     from nnexp.tracking.plot_worker import PlotWorker
     from nnexp.tracking.plots import make_plots
