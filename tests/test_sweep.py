@@ -291,3 +291,36 @@ def test_an_interrupted_sweep_ends_its_parent_failed(cli, tmp_path):
     assert parent.info.status == "FAILED"
     assert "stopped before all jobs returned" in parent.data.tags["error"]
     assert parent.data.metrics["sweep/jobs_total"] == 1
+
+
+@pytest.mark.slow
+def test_warmed_joblib_workers_are_the_ones_the_launcher_then_uses():
+    """`nnexp.warm_workers` only pays off if joblib reuses its executor for the launcher's own
+    `Parallel` call: with the settings Hydra composes for hydra/launcher=joblib, the jobs run
+    in the processes that did the warm-up."""
+    import os
+
+    from hydra import compose, initialize_config_module
+    from joblib import Parallel, delayed
+    from joblib.externals.loky import get_reusable_executor
+
+    from nnexp.config import register_configs
+    from nnexp.warm_workers import _warm, joblib_settings
+
+    register_configs()
+    with initialize_config_module("nnexp.conf", version_base="1.3"):
+        cfg = compose(
+            "config",
+            overrides=["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"],
+            return_hydra_config=True,
+        )
+    try:
+        warmed = set(_warm(joblib_settings(cfg.hydra.launcher)))
+        assert len(warmed) >= 1 and os.getpid() not in warmed
+        # What Hydra's launcher does with the same config (hydra_joblib_launcher._core.launch).
+        jobs = Parallel(**joblib_settings(cfg.hydra.launcher))(
+            delayed(os.getpid)() for _ in range(6)
+        )
+        assert set(jobs) <= warmed, (jobs, warmed)
+    finally:
+        get_reusable_executor().shutdown(wait=True, kill_workers=True)
