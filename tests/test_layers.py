@@ -310,3 +310,26 @@ def test_step_stats_take_the_weight_norms_the_trainer_already_has():
     computed = StepStats(params, relu, ("grad_norm", "update_ratio", "activations"))
     computed.sample(norms, 0.1)
     assert given.summary() == pytest.approx(computed.summary())
+
+
+def test_step_stats_read_the_activations_when_told_or_at_the_latest_in_sample():
+    """`sample_activations` right after the forward pass (as the trainer calls it) records the
+    same as `sample` alone; a step that skips it still gets its own outputs, not stale ones."""
+    model = mlp(3, [4], 2, activation="relu", dtype=np.float64)
+    params = list(model.parameters())
+    relu = [m for m in model.modules if m.kind == "relu"]
+    want = ("grad_norm", "update_ratio", "activations")
+    early, late = StepStats(params, relu, want), StepStats(params, relu, want)
+    rng = np.random.default_rng(0)
+    norms = [1.0 + i for i in range(len(params))]
+    means = []
+    for step in range(3):
+        model.forward(rng.standard_normal((6, 3)) + step, training=True)
+        means.append(relu[0].output.mean())
+        if step != 1:
+            early.sample_activations()
+        early.sample(norms, 0.1)
+        late.sample(norms, 0.1)
+    assert early.summary() == pytest.approx(late.summary())
+    assert early.summary()["act/relu_0/mean"] == pytest.approx(np.mean(means))
+    assert len(set(means)) == 3  # each step's own outputs

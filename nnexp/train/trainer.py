@@ -175,6 +175,9 @@ class Trainer:
                 xb = _gather(d.X_train, idx, self._xb)
                 yb = _gather(d.y_train, idx, self._yb)
                 logits = model.forward(xb, training=True)
+                sample = stats and self.global_step % s.stats_every == 0
+                if sample:
+                    self._timed(stats.sample_activations)
                 loss, dlogits = loss_fn.value_and_grad(logits, yb)
                 if not math.isfinite(loss):
                     layer = first_nonfinite_param(params, "weights") or first_nonfinite_output(
@@ -187,7 +190,6 @@ class Trainer:
                 model.backward(dlogits, need_dx=False)
                 if s.l2:
                     add_l2_grad(params, s.l2)
-                sample = stats and self.global_step % s.stats_every == 0
                 if s.clip_value:  # clipping would turn an Inf into the limit: look first
                     if not all_finite(self._grads):
                         layer = first_nonfinite_param(params, "gradient")
