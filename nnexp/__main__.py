@@ -9,7 +9,7 @@ import threading
 # Start-up (Hydra, MLflow, SQLAlchemy) allocates some 300k objects that live as long as the
 # process, and the cyclic collector rescans all of them each time it runs in full: 0.4-0.5 s of
 # a 3 s default run. It stays off until the run has started (store open); a callback of
-# `nnexp.cli.run` then sets those objects aside (`gc.freeze`) and turns it back on.
+# `nnexp.cli.run` then sets those objects aside (`gc.freeze`, single runs) and turns it on.
 gc.disable()
 
 from nnexp.timing import phase  # noqa: E402

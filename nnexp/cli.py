@@ -200,7 +200,9 @@ def run(cfg: DictConfig) -> float:
     else:
         write_bundle(run_dir / "model")
 
-    callbacks.append(_SetAsideStartupObjects())
+    from nnexp.tracking.sweep import in_multirun
+
+    callbacks.append(_SetAsideStartupObjects(single_run=not in_multirun()))
     settings = TrainSettings(
         epochs=t.epochs,
         batch_size=t.batch_size,
@@ -232,17 +234,21 @@ def run(cfg: DictConfig) -> float:
 
 class _SetAsideStartupObjects(Callback):
     """Last of the callbacks, so it runs once the tracker has imported MLflow and opened the
-    store: exempts what exists by then (modules, configs, ORM mappings: nearly all of it lives
-    until exit) from the cyclic collector's full passes, and turns the collector back on if
-    `nnexp.__main__` turned it off for the start-up. The start-up's own garbage (~20k objects,
-    a few MB, once per process) is set aside with it rather than paying a full collection of
-    everything (0.2 s); a later job of an in-process sweep collects before setting aside, so
-    jobs leave nothing behind."""
+    store, and only where `nnexp.__main__` turned the cyclic collector off for the start-up:
+    turns it back on, and in a single run first exempts what exists by then (modules, configs,
+    ORM mappings, the run's own objects: all of it lives until the process exits) from its
+    full passes. The start-up's own garbage (~20k objects, a few MB) is set aside with it
+    rather than paying a full collection of everything (0.2 s). A multirun only turns it back
+    on: a job's objects die with the job, and frozen ones would never be collected."""
+
+    def __init__(self, single_run: bool) -> None:
+        self.single_run = single_run
 
     def on_fit_start(self, trainer) -> None:
-        if gc.isenabled():
-            gc.collect()
-        gc.freeze()
+        if gc.isenabled():  # a library call, a joblib worker, a later job of a sweep
+            return
+        if self.single_run:
+            gc.freeze()
         gc.enable()
 
 
