@@ -160,9 +160,12 @@ def run(cfg: DictConfig) -> float:
             y_scale=built.y_scale,
         )
 
+    from nnexp.tracking.sweep import in_multirun
+
+    single_run = not in_multirun()
     if conf.tracking.enabled:
         from nnexp.tracking import MlflowTracker
-        from nnexp.tracking.sweep import current_job, in_multirun
+        from nnexp.tracking.sweep import current_job
 
         sweep = current_job(conf.tracking.experiment)  # None unless a job of a tracked sweep
 
@@ -194,15 +197,13 @@ def run(cfg: DictConfig) -> float:
             resume_run_id=plan.run_id if plan else None,
             log_every=t.log_every,
             retry_every_s=conf.tracking.retry_every_s,
-            plot_worker=sweep is None and not in_multirun(),  # a single run: see PlotWorker
+            plot_worker=sweep is None and single_run,  # see PlotWorker
         )
         callbacks.append(EveryNEpochs(tracker, t.log_every))
     else:
         write_bundle(run_dir / "model")
 
-    from nnexp.tracking.sweep import in_multirun
-
-    callbacks.append(_SetAsideStartupObjects(single_run=not in_multirun()))
+    callbacks.append(_SetAsideStartupObjects(single_run))
     settings = TrainSettings(
         epochs=t.epochs,
         batch_size=t.batch_size,

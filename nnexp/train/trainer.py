@@ -192,10 +192,8 @@ class Trainer:
                     add_l2_grad(params, s.l2)
                 if s.clip_value:  # clipping would turn an Inf into the limit: look first
                     if not all_finite(self._grads):
-                        layer = first_nonfinite_param(params, "gradient")
-                        return self._diverged(
-                            "the gradient is not finite", lr, _batch(i, starts), layer
-                        )
+                        what, layer = _nonfinite_gradient(params)
+                        return self._diverged(what, lr, _batch(i, starts), layer)
                     clip_by_value(params, s.clip_value)
                 # The gradient norms are statistics, and clipping by norm reuses them.
                 norms = None
