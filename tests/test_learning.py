@@ -2,10 +2,9 @@
 independent of nnexp.train), and float32 and float64 training agree."""
 
 import numpy as np
-import pytest
 from sklearn.datasets import make_moons
 
-from nnexp.nn import SGD, SoftmaxCrossEntropy, mlp
+from nnexp.nn import SGD, Adam, SoftmaxCrossEntropy, mlp
 
 
 def _moons(dtype):
@@ -18,10 +17,24 @@ def _moons(dtype):
     return X[train], y[train], X[val], y[val]
 
 
-def _train(dtype, activation="relu", init="he", epochs=100, lr=0.1, batch=32):
+def _train(
+    dtype,
+    activation="relu",
+    init="he",
+    epochs=100,
+    lr=0.1,
+    batch=32,
+    init_kwargs=None,
+    optimizer=SGD,
+    history=None,
+):
+    """Train a 2-16-2 on two moons; return the model and the final validation accuracy. If
+    `history` is a list, each epoch's validation accuracy is appended to it."""
     X, y, Xv, yv = _moons(dtype)
-    model = mlp(2, [16], 2, activation=activation, init=init, dtype=dtype, seed=0)
-    loss, opt = SoftmaxCrossEntropy(), SGD(list(model.parameters()), lr=lr)
+    model = mlp(
+        2, [16], 2, activation=activation, init=init, init_kwargs=init_kwargs, dtype=dtype, seed=0
+    )
+    loss, opt = SoftmaxCrossEntropy(), optimizer(list(model.parameters()), lr=lr)
     rng = np.random.default_rng(0)
     for _ in range(epochs):
         order = rng.permutation(len(X))
@@ -30,6 +43,8 @@ def _train(dtype, activation="relu", init="he", epochs=100, lr=0.1, batch=32):
             _, d = loss.value_and_grad(model.forward(X[idx], training=True), y[idx])
             model.backward(d, need_dx=False)
             opt.step()
+        if history is not None:
+            history.append(float(np.mean(loss.predict(model.forward(Xv)) == yv)))
     val_acc = float(np.mean(loss.predict(model.forward(Xv)) == yv))
     return model, val_acc
 
@@ -48,8 +63,25 @@ def test_float32_and_float64_training_agree():
         np.testing.assert_allclose(p32.value, p64.value, rtol=1e-3, atol=1e-4)
 
 
-@pytest.mark.slow
-def test_classic_sigmoid_network_learns_too():
-    """The tutorial's network (sigmoid hidden layer, small normal init) learns moons, slowly."""
-    _, acc = _train(np.float64, activation="sigmoid", init="xavier", epochs=100, lr=0.5)
-    assert acc >= 0.85
+def test_classic_sigmoid_network_learns_slowly_and_less_than_relu_he_adam():
+    """The tutorial's own recipe (conf/experiment/moons_baseline/classic.yaml): 2-16-2, sigmoid
+    hidden layer, N(0, 0.01²) weights, plain SGD at lr 0.1, batch 32, against the modern one
+    (moons_baseline/modern.yaml: ReLU, He, Adam at lr 0.001), 100 epochs each.
+
+    Measured (float64, seed 0; seeds 1-3 the same to ±0.005): the classic network sits at
+    chance, 0.495-0.505 val/acc, for its first 5 epochs (the tiny weights pass almost no
+    gradient back: the plateau the small init causes), jumps to 0.85 at epoch 8 and then stays
+    on a plateau of 0.84-0.865, ending at 0.86 (experiments/moons_baseline.md: 0.855). The
+    modern one is at 0.84 after its first epoch and ends at 0.955."""
+    classic, modern = [], []
+    _train(np.float64, "sigmoid", "normal", 100, 0.1, init_kwargs={"std": 0.01}, history=classic)
+    _train(np.float64, "relu", "he", 100, 0.001, optimizer=Adam, history=modern)
+    assert len(classic) == len(modern) == 100
+    # Slow: five epochs of chance, where the modern recipe is already far above it.
+    assert all(abs(acc - 0.5) <= 0.05 for acc in classic[:5]), classic[:5]
+    assert modern[0] >= 0.8, modern[0]
+    # It does learn: 100 epochs beat chance by more than 0.3 ...
+    assert classic[-1] >= 0.83, classic[-1]
+    # ... but stop well short of ReLU + He + Adam.
+    assert modern[-1] >= 0.95, modern[-1]
+    assert modern[-1] - classic[-1] >= 0.05, (classic[-1], modern[-1])
