@@ -78,7 +78,8 @@ def _plot(ax, history: History, lines: Mapping[str, str], *, positive: bool = Fa
         ax.legend(fontsize="small")
 
 
-def _curves(history: History, path: Path) -> Path:
+def curves_figure(history: History):
+    """The figure of ``curves.png``: loss, and the first quality metric present, per epoch."""
     keys = _keys(history)
     quality = next((m for m in _QUALITY_METRICS if any(k.endswith(f"/{m}") for k in keys)), None)
     fig, axes = _figure(2 if quality else 1, 10 if quality else 5.5)
@@ -88,11 +89,16 @@ def _curves(history: History, path: Path) -> Path:
         split_keys = [f"{split}/{quality}" for split in ("train", "val")]
         _plot(axes[1], history, {k: k for k in split_keys if k in keys})
         axes[1].set_title(quality)
-    fig.savefig(path, dpi=100)
+    return fig
+
+
+def _curves(history: History, path: Path) -> Path:
+    curves_figure(history).savefig(path, dpi=100)
     return path
 
 
-def _grad_norms(history: History, path: Path) -> Path | None:
+def grad_norms_figure(history: History):
+    """The figure of ``grad_norms.png`` (None without gradient norms in `history`)."""
     # Prefer the per-epoch mean (grad_norm/<layer>/W/mean); fall back to a plain per-layer key.
     layers: dict[str, str] = {}
     for key in _keys(history):
@@ -107,5 +113,12 @@ def _grad_norms(history: History, path: Path) -> Path | None:
     ax.set_yscale("log")
     ax.set_ylabel("mean norm of dL/dW per step")
     ax.set_title("weight-gradient norm per layer (log scale)")
+    return fig
+
+
+def _grad_norms(history: History, path: Path) -> Path | None:
+    fig = grad_norms_figure(history)
+    if fig is None:
+        return None
     fig.savefig(path, dpi=100)
     return path
