@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: setup run test lint format clean
+.PHONY: setup run test lint format clean mutate
 
 setup: $(VENV)/.installed
 
@@ -26,6 +26,45 @@ format: setup
 
 test: lint
 	$(BIN)/python -m pytest -n 2
+
+# Mutation testing of the core with mutmut ([tool.mutmut] in pyproject.toml, tests/mutants.md):
+# long, so neither `make test` nor CI runs it. One child by default (a shared 2-core machine):
+# `make mutate MUTMUT_CHILDREN=2` on a machine of your own. MUTANTS='nnexp.nn.*' runs a subset;
+# MUTATE_KEEP=1 keeps mutants/ and re-runs only mutants without a result (a fresh run otherwise).
+MUTMUT_CHILDREN ?= 1
+MUTANTS ?=
+mutate: setup
+	$(BIN)/python -m pip install --quiet -e '.[test,mutate]'
+	$(if $(MUTATE_KEEP),,rm -rf mutants)
+	OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 MLFLOW_DISABLE_TELEMETRY=true \
+		$(BIN)/mutmut run --max-children $(MUTMUT_CHILDREN) $(MUTANTS)
+	$(BIN)/mutmut export-cicd-stats
+	$(BIN)/python -c "$$MUTATION_SCORE"
+
+# Per area: killed / total, and the score with the equivalent mutants of tests/mutants.md set aside.
+define MUTATION_SCORE
+import collections, json, pathlib, re
+from mutmut.stats import status_by_exit_code
+doc = pathlib.Path("tests/mutants.md")
+equivalent = set(re.findall(r"`(nnexp\.[\w.]+__mutmut_\d+)`", doc.read_text())) if doc.exists() else set()
+rows = collections.defaultdict(collections.Counter)
+for meta in sorted(pathlib.Path("mutants/nnexp").rglob("*.py.meta")):
+    src = meta.relative_to("mutants").as_posix()[: -len(".meta")]
+    area = "/".join(src.split("/")[:2]) if src.count("/") > 1 else src
+    for name, code in json.loads(meta.read_text())["exit_code_by_key"].items():
+        status = status_by_exit_code[code]
+        if name in equivalent and status == "survived":
+            status = "equivalent"
+        for key in (area, "total"):
+            rows[key][status] += 1
+            rows[key]["mutants"] += 1
+print(f"{'area':<18} {'killed':>7} {'mutants':>8} {'score':>7}  equivalent  other (survived, timeout, no tests, ...)")
+for area, c in sorted(rows.items(), key=lambda kv: kv[0] == "total"):
+    other = {k: v for k, v in c.items() if k not in ("killed", "mutants", "equivalent")}
+    score = c["killed"] / max(c["mutants"] - c["equivalent"], 1)
+    print(f"{area:<18} {c['killed']:>7} {c['mutants']:>8} {score:>7.1%}  {c['equivalent']:>10}  {dict(other) or ''}")
+endef
+export MUTATION_SCORE
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info
