@@ -616,9 +616,9 @@ SCHEDULE_CASES = {
             "schedule.patience=2",
             "schedule.factor=0.25",
             "schedule.min_delta=1e9",
-            "schedule.min_lr=0.004",
+            "schedule.min_lr=0.01",
         ],
-        _plateau_lrs(0.1, 0.25, 2, 0.004, EPOCHS),
+        _plateau_lrs(0.1, 0.25, 2, 0.01, EPOCHS),
     ),
     "plateau improving": (  # min_delta 0 and a loss that keeps falling: no reduction
         ["schedule=plateau", "schedule.patience=0", "schedule.min_delta=0", "dataset.noise=0"],
@@ -674,6 +674,30 @@ def test_l2_adds_lambda_w_to_the_gradient_of_weights_only(run_cli, overrides, la
         else:
             np.testing.assert_array_equal(p.value, q.value)
     assert [p.decay for p in plain.params] == [True, False, True, False]  # W, b, W, b
+
+
+def test_l2_leaves_biases_alone_even_when_they_are_not_zero():
+    """Biases start at 0, where λ·b would vanish anyway: give them values, then one
+    full-batch SGD step of the trainer with and without L2 from the same state."""
+    lr, lam = 0.5, 0.3
+    ends = []
+    for l2 in (0.0, lam):
+        b = built("trainer.dtype=float64", "dataset.n_samples=100")
+        params = list(b.model.parameters())
+        for i, p in enumerate(params):
+            if not p.decay:
+                p.value[...] = np.linspace(-1, 1, p.value.size).reshape(p.value.shape) + i
+        start = [p.value.copy() for p in params]
+        b.optimizer.lr = b.schedule.base_lr = lr
+        settings = TrainSettings(epochs=1, batch_size=1000, l2=l2, stats=())
+        Trainer(b.model, b.loss, b.optimizer, b.schedule, b.data, settings).fit()
+        ends.append([p.value.copy() for p in params])
+    for p, w0, plain, decayed in zip(params, start, *ends, strict=True):
+        if p.decay:
+            np.testing.assert_allclose(plain - decayed, lr * lam * w0, rtol=1e-9, atol=1e-15)
+        else:
+            assert np.abs(w0).max() > 0.5
+            np.testing.assert_array_equal(plain, decayed)
 
 
 def test_larger_l2_ends_with_smaller_weights(run_cli):
@@ -891,6 +915,7 @@ def test_tracking_disabled_writes_no_store(run_cli, tmp_path):
     }
 
 
+@pytest.mark.slow  # one real CLI run into a fresh sqlite store: 5-20 s on 2 busy cores
 def test_tracking_layer_options_show_in_mlflow(cli, tmp_path):
     """The options only MLflow can show, in one small real run: `tracking.experiment`,
     `tracking.run_name`, `trainer.log_every` (the steps logged), `trainer.stats` (the metric
