@@ -36,6 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
+from nnexp.train.blas import describe_blas
 from nnexp.train.callbacks import Callback
 
 
@@ -48,19 +49,6 @@ class Problem:
     n_classes: int
     batch: int
     epochs: int
-
-
-def blas_info() -> str:
-    from threadpoolctl import threadpool_info
-
-    parts = []
-    for pool in threadpool_info():
-        if pool.get("user_api") == "blas":
-            parts.append(
-                f"{pool.get('internal_api')} {pool.get('version')} "
-                f"kernel={pool.get('architecture')} threads={pool.get('num_threads')}"
-            )
-    return "; ".join(parts) or "no BLAS found by threadpoolctl"
 
 
 def large_problem(quick: bool, dtype) -> Problem:
@@ -442,7 +430,7 @@ def main(argv: list[str] | None = None) -> None:
     args.rounds = args.rounds or (1 if args.quick else 3)
     dtype = np.dtype(args.dtype)
     results: dict[str, float] = {}
-    print(f"BLAS: {blas_info()}")
+    print(f"BLAS: {describe_blas()}")
     print(f"dtype: {dtype}, numpy {np.__version__}, {os.cpu_count()} cores\n")
 
     problems = {
@@ -527,7 +515,7 @@ def log_results(uri: str, results: dict[str, float], **params: object) -> None:
     client.log_batch(
         run.info.run_id,
         metrics=[Metric(k, float(v), now, 0) for k, v in results.items()],
-        params=[Param(k, str(v)) for k, v in (params | {"blas": blas_info()}).items()],
+        params=[Param(k, str(v)) for k, v in (params | {"blas": describe_blas()}).items()],
         synchronous=True,
     )
     client.set_terminated(run.info.run_id)

@@ -47,6 +47,21 @@ def choose_loss(cfg: Config, task: str) -> str:
     return name
 
 
+def result_metrics(task: str) -> tuple[str, ...]:
+    """The train/ and val/ metrics a run of `task` logs every epoch (what can be an objective)."""
+    quality = ("train/acc", "val/acc") if task != "regression" else ("val/rmse",)
+    return ("train/loss", "val/loss", *quality)
+
+
+def check_objective(cfg: Config, task: str) -> None:
+    allowed = result_metrics(task)
+    if cfg.trainer.objective not in allowed:
+        raise ConfigError(
+            f"trainer.objective={cfg.trainer.objective!r}: a {task} run ({cfg.dataset.name}) "
+            f"logs {', '.join(allowed)}"
+        )
+
+
 def n_outputs(loss: str, splits: Splits) -> int:
     if loss == "softmax_cross_entropy":
         return int(splits.n_classes)
@@ -83,6 +98,8 @@ def build_schedule(cfg: Config) -> Schedule:
     kwargs = _hyperparameters(cfg.schedule)
     if "total" in kwargs and kwargs["total"] is None:
         kwargs["total"] = cfg.trainer.epochs
+    if cfg.schedule.name == "plateau":  # it watches the objective: it must know which way is up
+        kwargs["mode"] = cfg.trainer.objective_spec().direction
     return SCHEDULES.lookup(cfg.schedule.name)(cfg.optimizer.lr, **kwargs)
 
 
@@ -96,6 +113,7 @@ def build(cfg: Config) -> Built:
     dtype = np.dtype(cfg.trainer.dtype)
     schedule = build_schedule(cfg)  # fails on a bad schedule before the data is loaded
     splits = prepare(cfg.dataset, dtype=dtype)
+    check_objective(cfg, splits.task)
     loss_name = choose_loss(cfg, splits.task)
     loss = LOSSES.lookup(loss_name)()
     classification = splits.task != "regression"

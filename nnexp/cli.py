@@ -22,9 +22,11 @@ from omegaconf.errors import OmegaConfBaseException
 import nnexp
 from nnexp.config import Config, ConfigError, register_configs
 from nnexp.data import DatasetError, validate_spec
+from nnexp.objective import Objective
 from nnexp.resume import RESUME_KEY_TAG, ResumeError, job_overrides, plan_resume, resume_key
 from nnexp.timing import phase
 from nnexp.tracking.server import TrackingUnavailable, check_reachable
+from nnexp.train.blas import blas_tags, deterministic_blas
 from nnexp.train.callbacks import Callback
 from nnexp.train.checkpoint import CheckpointError
 from nnexp.train.divergence import NonFiniteError
@@ -83,6 +85,12 @@ def validate_shared(cfg: DictConfig, swept: Sequence[str]) -> None:
 
 
 def run(cfg: DictConfig) -> float:
+    conf = validated(cfg)
+    with deterministic_blas(conf.trainer.deterministic):
+        return _run(cfg, conf)
+
+
+def _run(cfg: DictConfig, conf: Config) -> float:
     from hydra.core.hydra_config import HydraConfig
 
     from nnexp.build import build
@@ -99,7 +107,6 @@ def run(cfg: DictConfig) -> float:
     )
     from nnexp.train.callbacks import EveryNEpochs
 
-    conf = validated(cfg)
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
     t, reg = conf.trainer, conf.regularization
@@ -131,14 +138,15 @@ def run(cfg: DictConfig) -> float:
 
     checkpoint_dir = (plan and plan.checkpoint_dir) or run_dir / "checkpoints"
     # Early stopping before the checkpointer: the checkpoint carries its state of this epoch.
+    objective = t.objective_spec()
     callbacks = []
     if reg.early_stopping:
-        callbacks.append(EarlyStopping(reg.patience, reg.min_delta, reg.restore_best, t.objective))
+        callbacks.append(EarlyStopping(reg.patience, reg.min_delta, reg.restore_best, objective))
     callbacks.append(
         Checkpointer(
             checkpoint_dir,
             t.checkpoint_every,
-            monitor=t.objective,
+            objective=objective,
             save_every_s=t.checkpoint_every_s,
         )
     )
@@ -176,6 +184,9 @@ def run(cfg: DictConfig) -> float:
             "task": built.splits.task,
             "dataset": conf.dataset.name,
             "nnexp.version": nnexp.__version__,
+            # What the numbers depend on beyond the seeds (nnexp.train.blas).
+            "nnexp.deterministic": str(t.deterministic).lower(),
+            **blas_tags(),
         }
         commit = git_commit(Path(hydra.utils.get_original_cwd()))
         if commit:
@@ -226,10 +237,8 @@ def run(cfg: DictConfig) -> float:
         final = trainer.fit()
     _report(final, trainer)
     if trainer.diverged:  # nan_policy=stop: the run is FAILED (diverged), the process goes on
-        from nnexp.tracking.sweep import FAILED_OBJECTIVE
-
         print(f"nnexp: warning: {trainer.diverged}", file=sys.stderr)
-        return FAILED_OBJECTIVE
+        return objective.failed_value
     return float(final.get(t.objective, float("nan")))
 
 
@@ -268,9 +277,23 @@ def _report(final: dict[str, float], trainer) -> None:
     print(f"nnexp: {trainer.epoch} epochs{stop}: {shown}")
 
 
+def failed_value(cfg: DictConfig) -> float:
+    """What a failed sweep job returns: finite, never the best in the objective's direction
+    (the config may be the reason it failed: then the direction of its objective name, or
+    a loss's)."""
+    trainer = cfg.get("trainer") or {}
+    try:
+        objective = Objective.of(
+            str(trainer.get("objective", "val/loss")), str(trainer.get("objective_mode", "auto"))
+        )
+    except (ValueError, OmegaConfBaseException):
+        objective = Objective()
+    return objective.failed_value
+
+
 @hydra.main(version_base="1.3", config_path="pkg://nnexp.conf", config_name="config")
 def main(cfg: DictConfig) -> float:
-    from nnexp.tracking.sweep import FAILED_OBJECTIVE, in_multirun
+    from nnexp.tracking.sweep import in_multirun
 
     try:
         objective = run(cfg)
@@ -284,7 +307,7 @@ def main(cfg: DictConfig) -> float:
             # the sweep goes on, and the sweeper gets a finite, never-best objective.
             if code == 2:
                 _record_failed_job(cfg, exc)
-            return FAILED_OBJECTIVE
+            return failed_value(cfg)
         raise SystemExit(code) from None
     except MemoryError as exc:  # a huge n_samples or layer: NumPy refuses the allocation
         print(
@@ -294,7 +317,7 @@ def main(cfg: DictConfig) -> float:
         )
         raise SystemExit(2) from None
     if in_multirun() and not math.isfinite(objective):
-        return FAILED_OBJECTIVE  # sweepers reject NaN
+        return failed_value(cfg)  # sweepers reject NaN
     return objective
 
 

@@ -16,10 +16,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING
+from omegaconf import MISSING, OmegaConf
 
 from nnexp.data import DATASETS
 from nnexp.nn import ACTIVATIONS, INITIALIZERS, LOSSES
+from nnexp.objective import MODES, Objective, direction_of
 
 DTYPES = ("float32", "float64")
 STATS = ("grad_norm", "update_ratio", "activations")
@@ -250,7 +251,11 @@ class TrainerConfig:
     stats: list[str] = field(default_factory=lambda: list(STATS))
     stats_every: int = 1  # optimizer steps between statistics samples
     progress: bool | None = None  # None: on when stderr is a terminal
-    objective: str = "val/loss"  # what the Hydra task returns (for sweepers); lower is better
+    objective: str = "val/loss"  # what the Hydra task returns (for sweepers) and what "best" means
+    objective_mode: str = "auto"  # auto: the metric's own direction (nnexp.objective); min; max
+    # Pin BLAS to one thread for the run: results then depend only on the seeds and the BLAS
+    # library and kernel, not on the machine's core count (a table reproduces digit for digit).
+    deterministic: bool = False
     nan_policy: str = "raise"  # raise: fail the run; stop: end it early, keep the last good state
     # Continue a killed run: a checkpoint path, runs:/RUN_ID[/artifact], or last (nnexp.resume).
     resume: str | None = None
@@ -289,6 +294,15 @@ class TrainerConfig:
             self.objective,
             "must be a train/ or val/ metric, e.g. val/loss",
         )
+        _one_of("trainer.objective_mode", self.objective_mode, MODES)
+        try:
+            direction_of(self.objective, self.objective_mode)
+        except ValueError as exc:
+            raise ConfigError(f"trainer.objective={self.objective!r}: {exc}") from None
+
+    def objective_spec(self) -> Objective:
+        """The objective and its direction (`trainer.objective_mode`, auto by the metric)."""
+        return Objective.of(self.objective, self.objective_mode)
 
 
 @dataclass
@@ -344,6 +358,13 @@ def register_configs() -> None:
     each group option's YAML to extend (``defaults: [<name>_schema, _self_]``)."""
     cs = ConfigStore.instance()
     cs.store(name="base_config", node=Config)
+    # ${nnexp.optuna_direction:${trainer.objective},${trainer.objective_mode}}: an Optuna
+    # study's direction follows the objective (conf/hparams_search).
+    if not OmegaConf.has_resolver("nnexp.optuna_direction"):
+        OmegaConf.register_new_resolver(
+            "nnexp.optuna_direction",
+            lambda key, mode="auto": Objective.of(str(key), str(mode)).optuna_direction,
+        )
     for group, schemas in SCHEMAS.items():
         for name, schema in schemas.items():
             cs.store(group=f"schema/{group}", name=name, node=schema)

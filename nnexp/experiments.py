@@ -260,7 +260,8 @@ def result_section(
         "",
         _markdown_table(headers, rows),
         "",
-        f"`*` marks the best run (lowest final `{sweep.objective}`). A diverged run stopped at"
+        f"`*` marks the best run (final `{sweep.objective_spec.describe()}`)."
+        " A diverged run stopped at"
         " the first non-finite loss or gradient: FAILED in MLflow, tagged `diverged`.",
         "",
         *_errors(sweep),

@@ -95,8 +95,9 @@ class WarmupCosine(Cosine):
 
 @SCHEDULES.register("plateau")
 class ReduceOnPlateau(Schedule):
-    """Multiply lr by `factor` when the monitored metric (lower is better) has not improved by
-    more than `min_delta` for `patience` epochs; never below `min_lr`."""
+    """Multiply lr by `factor` when the monitored metric has not improved by more than
+    `min_delta` for `patience` epochs; never below `min_lr`. `mode`: ``min`` when lower is
+    better (a loss), ``max`` when higher is (an accuracy)."""
 
     def __init__(
         self,
@@ -105,10 +106,14 @@ class ReduceOnPlateau(Schedule):
         patience: int = 5,
         min_delta: float = 1e-4,
         min_lr: float = 1e-6,
+        mode: str = "min",
     ) -> None:
         super().__init__(lr)
         if not 0.0 < factor < 1.0:
             raise ValueError(f"plateau factor must be in (0, 1), got {factor}")
+        if mode not in ("min", "max"):
+            raise ValueError(f"plateau mode must be min or max, got {mode!r}")
+        self.sign = 1.0 if mode == "min" else -1.0  # compare sign * metric: lower is better
         self.factor, self.patience, self.min_delta, self.min_lr = (
             factor,
             patience,
@@ -121,6 +126,7 @@ class ReduceOnPlateau(Schedule):
         return self.lr
 
     def observe(self, metric):
+        metric = self.sign * metric
         if metric < self.best - self.min_delta:
             self.best, self.bad_epochs = metric, 0
             return

@@ -8,8 +8,9 @@ import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from nnexp.objective import Objective, direction_of
 from nnexp.tracking.mlflow_logger import PARENT_RUN_TAG
-from nnexp.tracking.sweep import TAG_ID, TAG_JOB, TAG_PARAMS, TAG_ROLE
+from nnexp.tracking.sweep import TAG_DIRECTION, TAG_ID, TAG_JOB, TAG_PARAMS, TAG_ROLE
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -58,6 +59,7 @@ class Sweep:
     swept: list[str]
     runs: list[RunRecord]
     client: MlflowClient = field(repr=False)
+    direction: str = "min"  # of the objective: min or max (nnexp.objective)
     _histories: dict[tuple[str, str], History] = field(default_factory=dict, repr=False)
 
     def counts(self) -> dict[str, int]:
@@ -71,10 +73,14 @@ class Sweep:
             "running": states.count("running"),
         }
 
+    @property
+    def objective_spec(self) -> Objective:
+        return Objective(self.objective, self.direction)
+
     def best(self) -> RunRecord | None:
-        """The finished run with the lowest objective (objectives are losses: lower is better)."""
+        """The finished run with the best objective (lowest loss, highest accuracy)."""
         done = [r for r in self.runs if r.state == "finished" and math.isfinite(r.objective)]
-        return min(done, key=lambda r: r.objective, default=None)
+        return min(done, key=lambda r: self.objective_spec.sort_key(r.objective), default=None)
 
     def history(self, run: RunRecord, key: str) -> History:
         """`key`'s values by step (fetched once per run and key)."""
@@ -127,6 +133,8 @@ def load_sweep(client: MlflowClient, parent_run_id: str) -> Sweep:
     parent = client.get_run(parent_run_id)
     tags = parent.data.tags
     objective = tags.get("sweep.objective") or "val/loss"
+    # Sweeps recorded before the direction tag existed: the table's direction of the metric.
+    direction = tags.get(TAG_DIRECTION) or _direction_or_min(objective)
     children = _children(client, parent.info.experiment_id, parent_run_id)
     runs = [_record(run, objective) for run in children]
     runs.sort(key=lambda r: (r.job is None, r.job or 0, r.name))
@@ -139,7 +147,15 @@ def load_sweep(client: MlflowClient, parent_run_id: str) -> Sweep:
         swept=json.loads(tags.get("sweep.swept", "[]")),
         runs=runs,
         client=client,
+        direction=direction,
     )
+
+
+def _direction_or_min(key: str) -> str:
+    try:
+        return direction_of(key)
+    except ValueError:
+        return "min"
 
 
 def _children(client: MlflowClient, experiment_id: str, parent_run_id: str) -> list[Run]:

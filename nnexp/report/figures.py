@@ -23,6 +23,8 @@ from nnexp.report.collect import RunRecord, Sweep
 MAX_GRID = 12  # values per heatmap axis; more (e.g. a continuous Optuna range): a scatter
 STYLES = ("-", "--", ":", "-.")
 DIVERGED = "#d62728"
+# The best end of the scale is the bright one, whichever way the objective improves.
+_CMAPS = {"min": "viridis_r", "max": "viridis"}
 _GRAD_KEY = re.compile(r"^grad_norm/(?P<layer>.+)/W/mean$")
 
 
@@ -168,22 +170,24 @@ def heatmap(sweep: Sweep, path: str | Path) -> Path | None:
 
     import numpy as np
 
+    goal = sweep.objective_spec
     grid = np.full((len(ys), len(xs)), np.nan)
     for (y, x), runs in cells.items():
         done = [r.objective for r in runs if r.state == "finished" and math.isfinite(r.objective)]
         if done:
-            grid[y, x] = min(done)  # the best over the axes not shown
+            grid[y, x] = goal.best_of(done)  # the best over the axes not shown
     fig = _figure(max(5.0, 1.1 * len(xs) + 2.5), max(2.6, 0.8 * len(ys) + 1.8))
     ax = fig.subplots()
     from matplotlib import colormaps
 
-    cmap = colormaps["viridis_r"].with_extremes(bad="#eeeeee")
+    cmap = colormaps[_CMAPS[goal.direction]].with_extremes(bad="#eeeeee")
     norm = _norm(grid[np.isfinite(grid)].tolist())
     image = ax.imshow(np.ma.masked_invalid(grid), cmap=cmap, norm=norm, aspect="auto")
-    fig.colorbar(image, ax=ax, label=f"final {sweep.objective} (lower is better)")
+    fig.colorbar(image, ax=ax, label=f"final {goal.describe()}")
     for (y, x), runs in cells.items():
         if math.isfinite(grid[y, x]):
-            shade = norm(grid[y, x])
+            shade = float(norm(grid[y, x]))  # 0..1 from the lowest value to the highest
+            shade = shade if goal.direction == "min" else 1.0 - shade  # 1: the dark, worst end
             ax.text(
                 x,
                 y,
@@ -240,12 +244,12 @@ def _scatter(sweep: Sweep, axes: list[str], path: str | Path) -> Path:
         dots = ax.scatter(
             *points(good),
             c=[r.objective for r in good],
-            cmap=colormaps["viridis_r"],
+            cmap=colormaps[_CMAPS[sweep.direction]],
             norm=norm,
             s=60,
             edgecolors="black",
         )
-        fig.colorbar(dots, ax=ax, label=f"final {sweep.objective}")
+        fig.colorbar(dots, ax=ax, label=f"final {sweep.objective_spec.describe()}")
     if bad:
         ax.scatter(*points(bad), marker="x", color=DIVERGED, s=80, label="diverged / failed")
         ax.legend(fontsize="small")
@@ -269,7 +273,7 @@ def chosen_runs(sweep: Sweep, limit: int = 3) -> list[RunRecord]:
     """The runs worth a gradient plot: the best, the worst that finished, and a diverged one."""
     done = sorted(
         (r for r in sweep.runs if r.state == "finished" and math.isfinite(r.objective)),
-        key=lambda r: r.objective,
+        key=lambda r: sweep.objective_spec.sort_key(r.objective),
     )
     picks = done[:1] + done[-1:] + [r for r in sweep.runs if r.state == "diverged"][:1]
     unique = list({r.run_id: r for r in picks}.values())

@@ -5,17 +5,19 @@ from __future__ import annotations
 
 import math
 
+from nnexp.objective import Objective
 from nnexp.report.collect import RunRecord, Sweep
 from nnexp.tracking.sweep import short_value
 
-# The quality metric beside the loss: the first one the runs have, and which way is better.
-QUALITY = (("val/acc", max), ("val/rmse", min))
+# The quality metric beside the loss: the first one the runs have.
+QUALITY = ("val/acc", "val/rmse")
 
 
 def quality_metric(sweep: Sweep) -> tuple[str, object] | None:
-    for key, better in QUALITY:
+    """The quality metric and the function that picks its best value."""
+    for key in QUALITY:
         if any(key in run.metrics for run in sweep.runs):
-            return key, better
+            return key, Objective.of(key).best_of
     return None
 
 
@@ -34,7 +36,8 @@ def table(sweep: Sweep) -> tuple[list[str], list[list[str]]]:
         row = ["" if run.job is None else str(run.job), run.name + star]
         row += [short_value(run.params.get(key, "")) for key in sweep.swept]
         row += [run.state, str(sweep.epochs(run))]
-        row += [_number(run.objective), _number(_best(sweep, run, sweep.objective, min))]
+        best_of = sweep.objective_spec.best_of
+        row += [_number(run.objective), _number(_best(sweep, run, sweep.objective, best_of))]
         if quality:
             key, better = quality
             row += [

@@ -102,6 +102,7 @@ class MlflowTracker(Callback):
         self._last_attempt = 0.0
         self._buffer: list[Metric] = []
         self._last_point: dict[str, tuple[int, float]] = {}
+        self._last_timestamp = 0  # ms of the last metrics recorded (see _add_metrics)
         self._last_flush = 0.0
         self._sent_through = 0  # steps a resumed run already has in MLflow
         self._plot_worker: PlotWorker | None = None
@@ -279,7 +280,9 @@ class MlflowTracker(Callback):
 
         if step <= self._sent_through:
             return
-        timestamp = int(time.time() * 1000)
+        # Strictly increasing per call: at one step, MLflow's latest value is the one with the
+        # later timestamp — the final metrics (after restore_best) must win over the epoch's.
+        timestamp = self._last_timestamp = max(int(time.time() * 1000), self._last_timestamp + 1)
         for key, value in metrics.items():
             point = (int(step), float(value))
             # The final metrics repeat the last epoch's at the same step: log each point once.

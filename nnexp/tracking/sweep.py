@@ -11,8 +11,8 @@ that run in every job. `on_multirun_end` reads the children back from the store,
 best run and the job counts on the parent, logs the comparison report and ends it FINISHED.
 
 A job that fails on its own (a diverging learning rate, a swept value that is invalid) ends its
-run FAILED and returns `FAILED_OBJECTIVE`, a large finite number every sweeper can rank, so the
-sweep goes on.
+run FAILED and returns ``Objective.failed_value`` (`nnexp.objective`): a large finite number
+every sweeper can rank, the worst in the objective's direction, so the sweep goes on.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
+from nnexp.objective import Objective
 from nnexp.tracking import limits
 from nnexp.tracking.mlflow_logger import PARENT_RUN_TAG, _get_or_create_experiment
 
@@ -43,14 +44,12 @@ if TYPE_CHECKING:
     from mlflow import MlflowClient
 
 SWEEP_FILE = "nnexp_sweep.json"
-# What a failed or diverged job returns to the sweeper: finite (Optuna and the basic sweeper
-# reject NaN) and far worse than any real loss, so it is never the best trial.
-FAILED_OBJECTIVE = 1e9
 
 TAG_ID = "sweep.id"
 TAG_JOB = "sweep.job"
 TAG_PARAMS = "sweep.params"  # JSON {swept key: this job's value}
 TAG_ROLE = "sweep.role"  # "parent" on the parent run
+TAG_DIRECTION = "sweep.objective_direction"  # min or max (nnexp.objective)
 
 
 @dataclass(frozen=True)
@@ -255,6 +254,38 @@ def sweep_name(config: DictConfig, swept: Sequence[str], started: float) -> str:
     return " ".join(["sweep", *overrides, stamp])[:250]
 
 
+def sweep_objective(config: DictConfig) -> Objective:
+    """The objective the jobs share. A swept objective (rare) is each job's own: the table's
+    direction of the base value, or a loss's, stands for the sweep."""
+    key = str(OmegaConf.select(config, "trainer.objective", default="val/loss"))
+    mode = str(OmegaConf.select(config, "trainer.objective_mode", default="auto"))
+    try:
+        return Objective.of(key, mode)
+    except ValueError:
+        return Objective(key)
+
+
+def check_sweeper_direction(config: DictConfig, objective: Objective) -> None:
+    """An Optuna study must optimize the way the objective improves: exit 2 before any job."""
+    if "optuna" not in str(OmegaConf.select(config, "hydra.sweeper._target_", default="")):
+        return
+    direction = OmegaConf.select(config, "hydra.sweeper.direction")
+    directions = [str(getattr(d, "name", d)) for d in _as_list(direction)]
+    if directions != [objective.optuna_direction]:
+        print(
+            f"nnexp: error: hydra.sweeper.direction={','.join(directions)} disagrees with "
+            f"trainer.objective={objective.describe()}: set hydra.sweeper.direction="
+            f"{objective.optuna_direction} (or leave it to follow the objective: "
+            "${nnexp.optuna_direction:${trainer.objective},${trainer.objective_mode}})",
+            file=sys.stderr,
+        )
+        raise SystemExit(2)
+
+
+def _as_list(value: Any) -> list[Any]:
+    return list(value) if isinstance(value, Sequence) and not isinstance(value, str) else [value]
+
+
 class MlflowSweepCallback(Callback):
     """Hydra callback: a parent MLflow run per multirun (see the module's docstring).
 
@@ -277,6 +308,8 @@ class MlflowSweepCallback(Callback):
             from hydra.utils import get_method
 
             get_method(self.validate)(_task_config(config), swept)
+        objective = sweep_objective(config)
+        check_sweeper_direction(config, objective)
         started = time.time()
         uri = OmegaConf.select(config, "tracking.uri")
         experiment = str(config.tracking.experiment)
@@ -292,7 +325,8 @@ class MlflowSweepCallback(Callback):
             "sweep.sweeper": str(OmegaConf.select(config, "hydra.sweeper._target_")),
             "sweep.launcher": str(OmegaConf.select(config, "hydra.launcher._target_")),
             "sweep.dir": str(sweep_dir),
-            "sweep.objective": str(OmegaConf.select(config, "trainer.objective", default="")),
+            "sweep.objective": objective.key,
+            TAG_DIRECTION: objective.direction,
         }
         run = self.client.create_run(
             experiment_id,

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from nnexp.nn import Dropout
+from nnexp.objective import VAL_LOSS, Objective
 from nnexp.timing import phase
 from nnexp.train.callbacks import Callback
 
@@ -221,7 +222,7 @@ def load_history(directory: Path, upto_epoch: int) -> list[dict[str, float]]:
 
 
 class Checkpointer(Callback):
-    """Keeps ``last.npz`` and ``best.npz`` (the monitored metric, lower is better) and writes
+    """Keeps ``last.npz`` and ``best.npz`` (the best epoch by the objective) and writes
     ``epoch_NNNN.npz`` every `every` epochs; appends each epoch's metrics to ``history.jsonl``.
     Put it after the callbacks whose state it saves (early stopping).
 
@@ -238,12 +239,12 @@ class Checkpointer(Callback):
         self,
         directory: str | Path,
         every: int = 0,
-        monitor: str = "val/loss",
+        objective: Objective = VAL_LOSS,
         save_every_s: float = 0.0,
     ) -> None:
-        self.directory, self.every, self.monitor = Path(directory), every, monitor
+        self.directory, self.every, self.objective = Path(directory), every, objective
         self.save_every_s = save_every_s
-        self.best = math.inf
+        self.best = objective.worst
         self._pending: dict[str, dict[str, np.ndarray]] = {}  # file name -> state to write
         self._written = -math.inf  # monotonic time of the last write
 
@@ -268,8 +269,8 @@ class Checkpointer(Callback):
 
     def _save(self, trainer, epoch, metrics):
         append_history(self.directory, epoch, metrics)
-        value = metrics.get(self.monitor, math.nan)
-        improved = value < self.best
+        value = metrics.get(self.objective.key, math.nan)
+        improved = self.objective.improves(value, self.best)
         if improved:
             self.best = value
         state = trainer_state(trainer)  # after `best` is updated: it is part of the state

@@ -45,6 +45,7 @@ from nnexp.train.divergence import (
 )
 
 STATS = ("grad_norm", "update_ratio", "activations")
+RESULTS = ("train", "val", "test")  # the metric families that describe the model's quality
 T = TypeVar("T")
 EVAL_CHUNK = 8192  # rows per forward pass at evaluation: bounds memory on large sets
 
@@ -100,6 +101,9 @@ class Trainer:
         self.should_stop = False
         self.stop_reason = ""
         self.diverged: str | None = None  # the divergence message under nan_policy=stop
+        # (epoch, its RESULTS metrics) when a callback put an earlier epoch's weights back
+        # (early stopping's restore_best): the run then reports that epoch, not the last one.
+        self.restored: tuple[int, dict[str, float]] | None = None
         # Under nan_policy=stop: the state as the epoch began, and the optimizer's step count.
         self._good: list[np.ndarray] | None = None
         self._good_t = 0
@@ -135,6 +139,10 @@ class Trainer:
                 self._emit("on_epoch_end", self.epoch, metrics)
             self._good = None  # the weights now are the last good epoch's: nothing to undo
             final = dict(self.history[-1]) if self.history else {}
+            if self.restored is not None:  # what the run reports describes the model it returns
+                epoch, metrics = self.restored
+                final |= metrics
+                final["best/epoch"] = float(epoch)
             if len(self.data.X_test):
                 test = self.evaluate("test")
                 if self._metrics_finite(test, self.epoch):
@@ -264,11 +272,7 @@ class Trainer:
     def _metrics_finite(self, metrics: dict[str, float], epoch: int) -> bool:
         """Losses and quality metrics must be finite: the weights can be finite and still
         overflow on other data (validation, test)."""
-        bad = [
-            k
-            for k, v in metrics.items()
-            if k.split("/")[0] in ("train", "val", "test") and not math.isfinite(v)
-        ]
+        bad = [k for k, v in metrics.items() if k.split("/")[0] in RESULTS and not math.isfinite(v)]
         if bad:
             layer = first_nonfinite_param(self.params, "weights")
             what = f"{bad[0]} is {metrics[bad[0]]}"
