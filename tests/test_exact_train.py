@@ -1,0 +1,242 @@
+"""Exact behaviour of nnexp.train's pieces around the loop: the divergence diagnostics and their
+one-line message, `EveryNEpochs`, the progress bar, and the exported model bundle that
+`Predictor` reads back (the same predictions, raw inputs in, original units out).
+
+Written for the mutation run (`make mutate`, tests/mutants.md)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from nnexp.nn import MSE, SGD, Parameter, SigmoidBCE, SoftmaxCrossEntropy, mlp
+from nnexp.nn.schedules import Constant
+from nnexp.train import Callback, Data, Predictor, ProgressBar, Trainer, TrainSettings, save_bundle
+from nnexp.train.callbacks import EveryNEpochs
+from nnexp.train.divergence import (
+    NonFiniteError,
+    all_finite,
+    describe,
+    first_nonfinite_output,
+    first_nonfinite_param,
+    largest_gradient,
+)
+
+# --- divergence -------------------------------------------------------------------------------
+
+
+def test_describe_is_one_line_with_where_what_and_the_fixes():
+    message = describe(
+        "the loss is nan", epoch=3, step=41, batch="batch 2 of 7", lr=0.05, base_lr=0.1,
+        layer="dense_1/W",
+    )  # fmt: skip
+    assert message == (
+        "training diverged at epoch 3, step 41 (batch 2 of 7): the loss is nan at dense_1/W "
+        "(lr=0.05). Try a lower learning rate (optimizer.lr=0.01), gradient clipping "
+        "(trainer.grad_clip.norm=1.0), or standardized inputs (dataset.standardize=true)"
+    )
+    bare = describe("x", epoch=1, step=1, batch="evaluation", lr=1e-7, base_lr=math.inf)
+    assert bare.startswith("training diverged at epoch 1, step 1 (evaluation): x (lr=1e-07). ")
+    assert "(optimizer.lr=a smaller value)" in bare
+    assert issubclass(NonFiniteError, FloatingPointError)
+
+
+def test_nonfinite_params_outputs_and_the_largest_gradient_are_named():
+    a = Parameter("dense_0/W", np.ones(3))
+    b = Parameter("dense_1/W", np.array([1.0, np.inf]))
+    assert first_nonfinite_param([a, b], "weights") == "dense_1/W"
+    assert first_nonfinite_param([a, b], "gradient") is None
+    a.grad[1] = np.nan
+    assert first_nonfinite_param([a, b], "gradient") == "dense_0/W"
+    assert first_nonfinite_param([a], "weights") is None
+
+    a.grad[...] = [1.0, -300.0, 2.0]
+    b.grad[...] = [250.0, 1.0]
+    assert largest_gradient([a, b]) == "dense_0/W (|gradient| up to 300)"
+    empty = Parameter("empty", np.zeros(0))
+    assert largest_gradient([empty, b]) == "dense_1/W (|gradient| up to 250)"
+
+    model = mlp(2, [2], 1, activation="identity", dtype=np.float64, seed=0)
+    x = np.ones((1, 2))
+    out = first_nonfinite_output(model, x)
+    assert out.startswith("the loss computation (outputs finite but up to ")
+    assert out == f"the loss computation (outputs finite but up to {np.abs(model(x)).max():.3g})"
+    assert first_nonfinite_output(model, np.array([[np.nan, 1.0]])) == (
+        "the input batch itself (the data holds NaN/Inf)"
+    )
+    model[2].W.value[...] = np.inf
+    assert first_nonfinite_output(model, x) == "the output of dense_1"
+
+
+def test_all_finite_without_norms_checks_every_array():
+    assert all_finite([np.ones(2), np.zeros(3)])
+    assert all_finite([])
+    assert not all_finite([np.ones(2), np.array([np.inf])])
+    assert all_finite([np.ones(2)], norms=[1.0])
+
+
+# --- callbacks and progress -------------------------------------------------------------------
+
+
+class _Recorder(Callback):
+    def __init__(self):
+        self.events = []
+
+    def on_fit_start(self, trainer):
+        self.events.append("start")
+
+    def on_batch_end(self, trainer, step, loss):
+        self.events.append(("batch", step))
+
+    def on_epoch_end(self, trainer, epoch, metrics):
+        self.events.append(("epoch", epoch))
+
+    def on_fit_end(self, trainer, metrics):
+        self.events.append("end")
+
+    def on_exception(self, trainer, exc):
+        self.events.append(("exception", type(exc).__name__))
+
+
+class _FakeTrainer:
+    def __init__(self, epochs, should_stop=False):
+        self.settings = TrainSettings(epochs=epochs, batch_size=1)
+        self.should_stop = should_stop
+
+
+def test_every_n_epochs_forwards_every_nth_and_the_last_epoch_and_all_other_events():
+    inner = _Recorder()
+    every = EveryNEpochs(inner, 3)
+    trainer = _FakeTrainer(epochs=7)
+    every.on_fit_start(trainer)
+    for epoch in range(1, 8):
+        every.on_batch_end(trainer, epoch, 0.5)
+        every.on_epoch_end(trainer, epoch, {})
+    every.on_fit_end(trainer, {})
+    every.on_exception(trainer, KeyError("k"))
+    epochs = [e[1] for e in inner.events if isinstance(e, tuple) and e[0] == "epoch"]
+    assert epochs == [3, 6, 7]  # every third, and the last
+    assert [e for e in inner.events if isinstance(e, tuple) and e[0] == "batch"] == [
+        ("batch", i) for i in range(1, 8)
+    ]
+    assert inner.events[0] == "start" and inner.events[-2:] == ["end", ("exception", "KeyError")]
+    stopping = _Recorder()
+    EveryNEpochs(stopping, 5).on_epoch_end(_FakeTrainer(epochs=9, should_stop=True), 2, {})
+    assert stopping.events == [("epoch", 2)]  # a stopping run logs its last epoch too
+    base = Callback()
+    assert base.state_key is None and base.state_dict() == {}
+    assert base.load_state_dict({}) is None
+
+
+def test_progress_bar_shows_the_latest_metrics_and_closes(capsys):
+    bar = ProgressBar()
+    trainer = _FakeTrainer(epochs=3)
+    trainer.epoch = 1
+    bar.on_fit_start(trainer)
+    assert bar._bar.total == 3 and bar._bar.n == 1
+    bar.on_epoch_end(trainer, 2, {"train/loss": 0.123456, "val/loss": 2.0, "val/acc": 0.5})
+    assert bar._bar.n == 2
+    assert bar._bar.postfix == "loss=0.1235, val_loss=2, val_acc=0.5"
+    bar.on_epoch_end(trainer, 3, {"train/loss": 1.0, "val/rmse": 3.25})
+    assert bar._bar.postfix == "loss=1, val_rmse=3.25"
+    bar.on_fit_end(trainer, {})
+    assert bar._bar is None
+    bar.on_exception(trainer, ValueError())  # closing twice is harmless
+    assert "3/3" in capsys.readouterr().err
+    off = ProgressBar(enabled=False)
+    off.on_fit_start(trainer)
+    off.on_epoch_end(trainer, 1, {"train/loss": 1.0})
+    assert off._bar is None and capsys.readouterr().err == ""
+    failing = ProgressBar()
+    failing.on_fit_start(trainer)
+    failing.on_exception(trainer, ValueError())
+    assert failing._bar is None
+
+
+# --- the model bundle ---------------------------------------------------------------------------
+
+
+def _trained(loss, out_features, y, batch_norm=False):
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((40, 3))
+    kwargs = dict(
+        in_features=3, hidden=[5], out_features=out_features, activation="tanh",
+        batch_norm=batch_norm, dtype="float64", seed=3,
+    )  # fmt: skip
+    model = mlp(**kwargs)
+    data = Data(
+        X[:30], y[:30], X[30:], y[30:], X[:0], y[:0], classification=loss.task != "regression"
+    )
+    opt = SGD(list(model.parameters()), lr=0.1)
+    Trainer(model, loss, opt, Constant(0.1), data, TrainSettings(epochs=3, batch_size=8)).fit()
+    return model, kwargs, X
+
+
+def test_bundle_round_trip_of_a_classifier_on_raw_inputs(tmp_path):
+    y = np.random.default_rng(1).integers(0, 3, 40)
+    model, kwargs, X = _trained(SoftmaxCrossEntropy(), 3, y, batch_norm=True)
+    x_mean, x_scale = np.array([1.0, -2.0, 0.5]), np.array([2.0, 4.0, 0.5])
+    path = save_bundle(
+        tmp_path / "nested" / "bundle", model, mlp_kwargs=kwargs, loss="softmax_cross_entropy",
+        task="multiclass", classes=["a", "b", "c"], x_mean=x_mean, x_scale=x_scale,
+    )  # fmt: skip
+    assert path == tmp_path / "nested" / "bundle"
+    spec = json.loads((path / "spec.json").read_text())
+    assert spec == {
+        "format": 1, "mlp": kwargs, "loss": "softmax_cross_entropy", "task": "multiclass",
+        "classes": ["a", "b", "c"],
+    }  # fmt: skip
+    with np.load(path / "weights.npz", allow_pickle=False) as f:
+        keys = set(f.files)
+    assert keys == {
+        *(f"param/{p.name}" for p in model.parameters()),
+        "buffer/batchnorm_0/running_mean", "buffer/batchnorm_0/running_var", "x_mean", "x_scale",
+    }  # fmt: skip
+    predictor = Predictor(path)
+    assert predictor.task == "multiclass" and predictor.classes == ["a", "b", "c"]
+    assert predictor.n_features == 3 and predictor.dtype == np.float64
+    raw = X * x_scale + x_mean  # what a user passes: unstandardized
+    logits = model.forward(X)
+    np.testing.assert_allclose(predictor.logits(raw), logits, rtol=1e-12)
+    np.testing.assert_array_equal(predictor.predict(raw), logits.argmax(axis=1))
+    np.testing.assert_allclose(
+        predictor.predict_proba(raw), SoftmaxCrossEntropy().predict_proba(logits), rtol=1e-12
+    )
+    np.testing.assert_allclose(predictor.logits(raw[0]), logits[:1], rtol=1e-12)  # one row
+    with pytest.raises(ValueError, match=r"^expected inputs of shape \(n, 3\), got \(2, 4\)$"):
+        predictor.predict(np.zeros((2, 4)))
+    with pytest.raises(ValueError, match=r"^expected inputs of shape \(n, 3\), got \(1, 2, 3\)$"):
+        predictor.predict(np.zeros((1, 2, 3)))
+
+
+def test_bundle_of_a_regressor_undoes_the_target_scaling(tmp_path):
+    y = np.random.default_rng(2).standard_normal(40)
+    model, kwargs, X = _trained(MSE(), 1, y)
+    path = save_bundle(
+        tmp_path, model, mlp_kwargs=kwargs, loss="mse", task="regression",
+        y_mean=10.0, y_scale=np.array([3.0]),
+    )  # fmt: skip
+    with np.load(path / "weights.npz", allow_pickle=False) as f:
+        assert f["y_mean"].dtype == np.float64 and "x_mean" not in f.files
+    predictor = Predictor(path)
+    assert predictor.classes is None and predictor.x_mean is None
+    np.testing.assert_allclose(predictor.predict(X), model.forward(X)[:, 0] * 3.0 + 10.0)
+    plain = save_bundle(tmp_path / "plain", model, mlp_kwargs=kwargs, loss="mse", task="regression")
+    np.testing.assert_allclose(Predictor(plain).predict(X), model.forward(X)[:, 0])
+
+
+def test_bundle_dtype_defaults_to_float32_and_binary_probabilities(tmp_path):
+    y = (np.arange(40) % 2).astype(np.float64)
+    _, kwargs, X = _trained(SigmoidBCE(), 1, y)
+    del kwargs["dtype"]  # a spec without a dtype: the mlp default (float32)
+    model = mlp(**kwargs)
+    path = save_bundle(tmp_path, model, mlp_kwargs=kwargs, loss="sigmoid_bce", task="binary")
+    predictor = Predictor(path)
+    assert predictor.dtype == np.float32
+    logits = model.forward(X.astype(np.float32))
+    np.testing.assert_allclose(predictor.predict_proba(X), SigmoidBCE().predict_proba(logits))
+    assert predictor.predict_proba(X).dtype == np.float32
+    np.testing.assert_array_equal(predictor.predict(X), (logits[:, 0] > 0).astype(np.int64))
