@@ -22,8 +22,9 @@ from omegaconf.errors import OmegaConfBaseException
 import nnexp
 from nnexp.config import Config, ConfigError, register_configs
 from nnexp.data import DatasetError, validate_spec
+from nnexp.names import TAG_RESUME_KEY
 from nnexp.objective import Objective
-from nnexp.resume import RESUME_KEY_TAG, ResumeError, job_overrides, plan_resume, resume_key
+from nnexp.resume import ResumeError, job_overrides, plan_resume, resume_key
 from nnexp.timing import phase
 from nnexp.tracking.server import TrackingUnavailable, check_reachable
 from nnexp.train.blas import blas_tags, deterministic_blas
@@ -179,7 +180,7 @@ def _run(cfg: DictConfig, conf: Config) -> float:
 
         resolved = OmegaConf.to_container(cfg, resolve=True)
         tags = {
-            RESUME_KEY_TAG: resume_key(overrides),
+            TAG_RESUME_KEY: resume_key(overrides),
             "overrides": " ".join(overrides) or "(none)",
             "task": built.splits.task,
             "dataset": conf.dataset.name,

@@ -30,12 +30,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from nnexp.names import (
+    LAST_CHECKPOINT,
+    RUN_FILE,
+    TAG_CHECKPOINT_DIR,
+    TAG_DIVERGED,
+    TAG_RESUME_KEY,
+    TRUE,
+)
 from nnexp.train.checkpoint import check_unlocked
 
-RESUME_KEY_TAG = "nnexp.resume_key"
-CHECKPOINT_DIR_TAG = "nnexp.checkpoint_dir"
-RUN_FILE = "mlflow_run.json"
-DEFAULT_ARTIFACT = "checkpoints/last.npz"
+DEFAULT_ARTIFACT = f"checkpoints/{LAST_CHECKPOINT}"
 _RESUME_OVERRIDE = ("trainer.resume=", "+trainer.resume=", "++trainer.resume=")
 
 
@@ -106,7 +111,7 @@ def plan_resume(
 
 def _plan_path(path: Path, tracking_enabled: bool, tracking_uri: str | None) -> ResumePlan:
     if path.is_dir():
-        found = [p for p in (path / "last.npz", path / "checkpoints" / "last.npz") if p.is_file()]
+        found = [p for p in (path / LAST_CHECKPOINT, path / DEFAULT_ARTIFACT) if p.is_file()]
         if not found:
             raise ResumeError(f"trainer.resume={path}: no last.npz or checkpoints/last.npz in it")
         path = found[0]
@@ -155,7 +160,7 @@ def _plan_last(client, experiment: str, key: str, download_dir: Path) -> ResumeP
     if exp is not None:
         runs = client.search_runs(
             [exp.experiment_id],
-            filter_string=f"tags.`{RESUME_KEY_TAG}` = '{key}'",
+            filter_string=f"tags.`{TAG_RESUME_KEY}` = '{key}'",
             order_by=["attributes.start_time DESC"],
             max_results=1,
         )
@@ -163,8 +168,9 @@ def _plan_last(client, experiment: str, key: str, download_dir: Path) -> ResumeP
         return ResumePlan(note=f"trainer.resume=last: no earlier run of this job in {experiment!r}")
     run = runs[0]
     run_id = run.info.run_id
-    if run.info.status == "FINISHED" or run.data.tags.get("diverged") == "true":
-        how = "diverged" if run.data.tags.get("diverged") == "true" else "FINISHED"
+    diverged = run.data.tags.get(TAG_DIVERGED) == TRUE
+    if run.info.status == "FINISHED" or diverged:
+        how = "diverged" if diverged else "FINISHED"
         return ResumePlan(
             skip=True, run=run, run_id=run_id, note=f"run {run_id} of this job {how}: skipped"
         )
@@ -175,7 +181,7 @@ def _plan_of_run(client, run, artifact: str, download_dir: Path) -> ResumePlan:
     """The run's checkpoint `artifact`: the local file when its directory is here, else the
     uploaded copy; none at all means the run died in its first epoch (restart it)."""
     run_id = run.info.run_id
-    local_dir = run.data.tags.get(CHECKPOINT_DIR_TAG)
+    local_dir = run.data.tags.get(TAG_CHECKPOINT_DIR)
     name = artifact.removeprefix("checkpoints/")
     if local_dir and "/" not in name and (Path(local_dir) / name).is_file():
         check_unlocked(Path(local_dir))

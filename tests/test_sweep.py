@@ -211,7 +211,7 @@ def test_the_sweep_file_protocol(tmp_path):
     ("value", "shown"), [("0.1", "0.1"), ("0.00012046852412030328", "0.0001205"), ("he", "he")]
 )
 def test_short_value(value, shown):
-    from nnexp.tracking.sweep import short_value
+    from nnexp.names import short_value
 
     assert short_value(value) == shown
 
@@ -295,9 +295,9 @@ def test_an_interrupted_sweep_ends_its_parent_failed(cli, tmp_path):
 
 @pytest.mark.slow
 def test_warmed_joblib_workers_are_the_ones_the_launcher_then_uses():
-    """`nnexp.warm_workers` only pays off if joblib reuses its executor for the launcher's own
-    `Parallel` call: with the settings Hydra composes for hydra/launcher=joblib, the jobs run
-    in the processes that did the warm-up."""
+    """`nnexp.hydra_callbacks.WarmJoblibWorkers` only pays off if joblib reuses its executor
+    for the launcher's own `Parallel` call: with the settings Hydra composes for
+    hydra/launcher=joblib, the jobs run in the processes that did the warm-up."""
     import os
 
     from hydra import compose, initialize_config_module
@@ -305,7 +305,7 @@ def test_warmed_joblib_workers_are_the_ones_the_launcher_then_uses():
     from joblib.externals.loky import get_reusable_executor
 
     from nnexp.config import register_configs
-    from nnexp.warm_workers import _warm, joblib_settings
+    from nnexp.hydra_callbacks import _warm, joblib_settings
 
     register_configs()
     with initialize_config_module("nnexp.conf", version_base="1.3"):

@@ -8,9 +8,20 @@ import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from nnexp.names import (
+    TAG_DIVERGED,
+    TAG_ERROR,
+    TAG_PARENT_RUN,
+    TAG_SWEEP_DIRECTION,
+    TAG_SWEEP_ID,
+    TAG_SWEEP_JOB,
+    TAG_SWEEP_OBJECTIVE,
+    TAG_SWEEP_PARAMS,
+    TAG_SWEEP_ROLE,
+    TAG_SWEEP_SWEPT,
+    TRUE,
+)
 from nnexp.objective import Objective, direction_of
-from nnexp.tracking.mlflow_logger import PARENT_RUN_TAG
-from nnexp.tracking.sweep import TAG_DIRECTION, TAG_ID, TAG_JOB, TAG_PARAMS, TAG_ROLE
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -107,17 +118,17 @@ def find_sweep(
         experiment_ids = [found.experiment_id]
     else:
         experiment_ids = [e.experiment_id for e in client.search_experiments()]
-    where = f"tags.`{TAG_ROLE}` = 'parent'"
+    where = f"tags.`{TAG_SWEEP_ROLE}` = 'parent'"
     if sweep is not None:
         from mlflow.exceptions import MlflowException
 
         try:  # a parent run id
             run = client.get_run(sweep)
-            if run.data.tags.get(TAG_ROLE) == "parent":
+            if run.data.tags.get(TAG_SWEEP_ROLE) == "parent":
                 return run.info.run_id
         except MlflowException:
             pass
-        where += f" and tags.`{TAG_ID}` = '{sweep}'"
+        where += f" and tags.`{TAG_SWEEP_ID}` = '{sweep}'"
     runs = client.search_runs(
         experiment_ids, where, max_results=1, order_by=["attributes.start_time DESC"]
     )
@@ -132,19 +143,19 @@ def load_sweep(client: MlflowClient, parent_run_id: str) -> Sweep:
     """The sweep whose parent run is `parent_run_id`, with its children's latest metrics."""
     parent = client.get_run(parent_run_id)
     tags = parent.data.tags
-    objective = tags.get("sweep.objective") or "val/loss"
+    objective = tags.get(TAG_SWEEP_OBJECTIVE) or "val/loss"
     # Sweeps recorded before the direction tag existed: the table's direction of the metric.
-    direction = tags.get(TAG_DIRECTION) or _direction_or_min(objective)
+    direction = tags.get(TAG_SWEEP_DIRECTION) or _direction_or_min(objective)
     children = _children(client, parent.info.experiment_id, parent_run_id)
     runs = [_record(run, objective) for run in children]
     runs.sort(key=lambda r: (r.job is None, r.job or 0, r.name))
     return Sweep(
-        sweep_id=tags.get(TAG_ID, parent_run_id),
+        sweep_id=tags.get(TAG_SWEEP_ID, parent_run_id),
         parent_run_id=parent_run_id,
         name=parent.info.run_name or "",
         experiment_id=parent.info.experiment_id,
         objective=objective,
-        swept=json.loads(tags.get("sweep.swept", "[]")),
+        swept=json.loads(tags.get(TAG_SWEEP_SWEPT, "[]")),
         runs=runs,
         client=client,
         direction=direction,
@@ -163,7 +174,7 @@ def _children(client: MlflowClient, experiment_id: str, parent_run_id: str) -> l
     while True:
         page = client.search_runs(
             [experiment_id],
-            f"tags.`{PARENT_RUN_TAG}` = '{parent_run_id}'",
+            f"tags.`{TAG_PARENT_RUN}` = '{parent_run_id}'",
             max_results=1000,
             page_token=token,
         )
@@ -176,15 +187,15 @@ def _children(client: MlflowClient, experiment_id: str, parent_run_id: str) -> l
 def _record(run: Run, objective: str) -> RunRecord:
     tags, metrics = run.data.tags, run.data.metrics
     key = run.data.params.get("trainer.objective", objective)
-    job = tags.get(TAG_JOB)
+    job = tags.get(TAG_SWEEP_JOB)
     return RunRecord(
         run_id=run.info.run_id,
         name=run.info.run_name or run.info.run_id[:8],
         job=int(job) if job and job.isdigit() else None,
         status=run.info.status,
-        diverged=tags.get("diverged") == "true",
-        error=tags.get("error", ""),
-        params=json.loads(tags.get(TAG_PARAMS, "{}")),
+        diverged=tags.get(TAG_DIVERGED) == TRUE,
+        error=tags.get(TAG_ERROR, ""),
+        params=json.loads(tags.get(TAG_SWEEP_PARAMS, "{}")),
         metrics=dict(metrics),
         objective=float(metrics.get(key, math.nan)),
     )

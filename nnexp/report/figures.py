@@ -18,6 +18,7 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
+from nnexp.names import GRAD_NORM, parse_metric
 from nnexp.report.collect import RunRecord, Sweep
 
 MAX_GRID = 12  # values per heatmap axis; more (e.g. a continuous Optuna range): a scatter
@@ -25,7 +26,6 @@ STYLES = ("-", "--", ":", "-.")
 DIVERGED = "#d62728"
 # The best end of the scale is the bright one, whichever way the objective improves.
 _CMAPS = {"min": "viridis_r", "max": "viridis"}
-_GRAD_KEY = re.compile(r"^grad_norm/(?P<layer>.+)/W/mean$")
 
 
 # --- swept values --------------------------------------------------------------------------------
@@ -59,7 +59,7 @@ def _norm(values: Sequence[float]):
     return Normalize(low, high if high > low else low + 1)
 
 
-def _figure(width: float, height: float = 4.5):
+def new_figure(width: float, height: float = 4.5):
     from matplotlib.figure import Figure  # slow import: only when plotting
 
     return Figure(figsize=(width, height), layout="constrained")
@@ -90,7 +90,7 @@ def loss_curves(sweep: Sweep, path: str | Path, key: str = "val/loss") -> Path |
     if len(style_values) > len(STYLES):
         style_key, style_values = None, []
 
-    fig = _figure(8)
+    fig = new_figure(8)
     ax = fig.subplots()
     colors, handles = _colors(sweep, color_key, colormaps)
     positive = all(v > 0 for c in curves.values() for v in _finite(c)[1])
@@ -103,7 +103,7 @@ def loss_curves(sweep: Sweep, path: str | Path, key: str = "val/loss") -> Path |
             ax.plot(steps[-1], values[-1], "x", color=DIVERGED, markersize=11, mew=2.5)
     if positive:
         ax.set_yscale("log")
-    _epoch_axis(ax)
+    epoch_axis(ax)
     ax.set_ylabel(key)
     ax.grid(alpha=0.3, which="both")
     n_diverged = sum(r.state == "diverged" for r in sweep.runs)
@@ -121,7 +121,7 @@ def loss_curves(sweep: Sweep, path: str | Path, key: str = "val/loss") -> Path |
         handles.append(Line2D([], [], color=DIVERGED, marker="x", linestyle="", label="diverged"))
     if handles:
         ax.legend(handles=handles, fontsize="small")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _colors(sweep: Sweep, key: str | None, colormaps):
@@ -176,7 +176,7 @@ def heatmap(sweep: Sweep, path: str | Path) -> Path | None:
         done = [r.objective for r in runs if r.state == "finished" and math.isfinite(r.objective)]
         if done:
             grid[y, x] = goal.best_of(done)  # the best over the axes not shown
-    fig = _figure(max(5.0, 1.1 * len(xs) + 2.5), max(2.6, 0.8 * len(ys) + 1.8))
+    fig = new_figure(max(5.0, 1.1 * len(xs) + 2.5), max(2.6, 0.8 * len(ys) + 1.8))
     ax = fig.subplots()
     from matplotlib import colormaps
 
@@ -215,7 +215,7 @@ def heatmap(sweep: Sweep, path: str | Path) -> Path | None:
     if len(axes) > 1:
         ax.set_ylabel(axes[1])
     ax.set_title(f"final {sweep.objective} per {' × '.join(axes)}")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _scatter(sweep: Sweep, axes: list[str], path: str | Path) -> Path:
@@ -229,7 +229,7 @@ def _scatter(sweep: Sweep, axes: list[str], path: str | Path) -> Path:
         number = as_number(value)
         return number if number is not None and all(map(as_number, values)) else values.index(value)
 
-    fig = _figure(8)
+    fig = new_figure(8)
     ax = fig.subplots()
     good = [r for r in sweep.runs if r.state == "finished" and math.isfinite(r.objective)]
     bad = [r for r in sweep.runs if r not in good]
@@ -263,7 +263,7 @@ def _scatter(sweep: Sweep, axes: list[str], path: str | Path) -> Path:
             ax.set_yticks(range(len(ys)), ys)
     ax.grid(alpha=0.3)
     ax.set_title(f"final {sweep.objective} per run")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 # --- gradient norms ------------------------------------------------------------------------------
@@ -284,20 +284,20 @@ def grad_norm_curves(sweep: Sweep, runs: Sequence[RunRecord], path: str | Path) 
     """One panel per run: each layer's mean weight-gradient norm per epoch, log scale."""
     panels = []
     for run in runs:
-        keys = sorted((k for k in run.metrics if _GRAD_KEY.match(k)), key=_layer_order)
+        keys = sorted((k for k in run.metrics if _weight_grad_layer(k)), key=_layer_order)
         if keys:
             panels.append((run, keys))
     if not panels:
         return None
-    fig = _figure(4.2 * len(panels) + 0.6, 4)
+    fig = new_figure(4.2 * len(panels) + 0.6, 4)
     axes = fig.subplots(1, len(panels), squeeze=False, sharey=True)[0]
     for ax, (run, keys) in zip(axes, panels, strict=True):
         for key in keys:
             steps, values = _finite(sweep.history(run, key), positive=True)
             marker = "o" if len(steps) <= 20 else None
-            ax.plot(steps, values, marker=marker, markersize=3, label=_GRAD_KEY.match(key)["layer"])
+            ax.plot(steps, values, marker=marker, markersize=3, label=_weight_grad_layer(key))
         ax.set_yscale("log")
-        _epoch_axis(ax)
+        epoch_axis(ax)
         ax.grid(alpha=0.3, which="both")
         title = run.name if run.state == "finished" else f"{run.name} ({run.state})"
         ax.set_title(
@@ -306,10 +306,18 @@ def grad_norm_curves(sweep: Sweep, runs: Sequence[RunRecord], path: str | Path) 
         ax.legend(fontsize="x-small")
     axes[0].set_ylabel("mean ‖dL/dW‖ per step")
     fig.suptitle("weight-gradient norm per layer (log scale)")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
-def _epoch_axis(ax) -> None:
+def _weight_grad_layer(key: str) -> str | None:
+    """The layer of a ``grad_norm/<layer>/W/mean`` key (None for any other key)."""
+    parsed = parse_metric(key)
+    if parsed and parsed.family == GRAD_NORM and parsed.param == "W" and parsed.stat == "mean":
+        return parsed.layer
+    return None
+
+
+def epoch_axis(ax) -> None:
     from matplotlib.ticker import MaxNLocator
 
     ax.set_xlabel("epoch")
@@ -321,7 +329,7 @@ def _layer_order(key: str) -> tuple:
     return tuple(int(p) if p.isdigit() else p for p in re.split(r"(\d+)", key))
 
 
-def _save(fig, path: str | Path) -> Path:
+def save_figure(fig, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=90)

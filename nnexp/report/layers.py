@@ -14,14 +14,30 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from pathlib import Path
 
+from nnexp.names import ACT, GRAD_NORM, MetricKey, grad_norm_key, parse_metric
 from nnexp.report.collect import RunRecord, Sweep
-from nnexp.report.figures import DIVERGED, STYLES, _epoch_axis, _figure, _save, ordered_values
+from nnexp.report.figures import (
+    DIVERGED,
+    STYLES,
+    epoch_axis,
+    new_figure,
+    ordered_values,
+    save_figure,
+)
 
 FLOOR = 1e-12  # exact zeros (zeros init) drawn here on log axes, on a labelled line
-_GRAD = re.compile(r"^grad_norm/dense_(?P<i>\d+)/W/mean$")
-_ACT = re.compile(r"^act/[a-z_]+?_(?P<i>\d+)/(?P<stat>mean|std|dead_frac|sat_frac)$")
+
+
+def _weight_grad(key: MetricKey) -> bool:
+    """A dense layer's weight-gradient norm, as the epoch's mean."""
+    return key.family == GRAD_NORM and key.param == "W" and key.stat == "mean"
+
+
+def _activation(key: MetricKey) -> bool:
+    return key.family == ACT
 
 
 def first_value(sweep: Sweep, run: RunRecord, key: str) -> float:
@@ -30,13 +46,15 @@ def first_value(sweep: Sweep, run: RunRecord, key: str) -> float:
     return history[0][1] if history else math.nan
 
 
-def by_layer(sweep: Sweep, run: RunRecord, pattern: re.Pattern, stat: str | None = None):
-    """(layer index, first-epoch value) of every metric of `run` matching `pattern`."""
+def by_layer(sweep: Sweep, run: RunRecord, kind: Callable[[MetricKey], bool], stat=None):
+    """(layer index, first-epoch value) of every statistic of `run` of this `kind`."""
     points = []
     for key in run.metrics:
-        match = pattern.match(key)
-        if match and (stat is None or match["stat"] == stat):
-            points.append((int(match["i"]), first_value(sweep, run, key)))
+        parsed = parse_metric(key)
+        if not parsed or not kind(parsed) or parsed.index is None:
+            continue
+        if stat is None or parsed.stat == stat:
+            points.append((parsed.index, first_value(sweep, run, key)))
     return sorted(points)
 
 
@@ -67,25 +85,25 @@ def layer_profile(
     """Three panels against the layer index, at the first epoch: weight-gradient norm, the
     activations' standard deviation, and the dead (ReLU) or saturated (sigmoid) fraction."""
     panels = [
-        ("‖dL/dW‖ (mean over epoch 1's steps)", _GRAD, None, True),
-        ("activation std (epoch 1)", _ACT, "std", True),
-        ("dead (ReLU) / saturated (sigmoid) fraction", _ACT, None, False),
+        ("‖dL/dW‖ (mean over epoch 1's steps)", _weight_grad, None, True),
+        ("activation std (epoch 1)", _activation, "std", True),
+        ("dead (ReLU) / saturated (sigmoid) fraction", _activation, None, False),
     ]
-    if not any(by_layer(sweep, r, _GRAD) for r in sweep.runs):
+    if not any(by_layer(sweep, r, _weight_grad) for r in sweep.runs):
         return None
     look, handles = _style(sweep, color_key, style_key)
-    fig = _figure(15, 4.6)
+    fig = new_figure(15, 4.6)
     axes = fig.subplots(1, 3)
-    for ax, (title, pattern, stat, log) in zip(axes, panels, strict=True):
+    for ax, (title, kind, stat, log) in zip(axes, panels, strict=True):
         for run in sweep.runs:
-            if stat is None and pattern is _ACT:
+            if stat is None and kind is _activation:
                 points = [
                     p
                     for name in ("dead_frac", "sat_frac")
-                    for p in by_layer(sweep, run, pattern, name)
+                    for p in by_layer(sweep, run, kind, name)
                 ]
             else:
-                points = by_layer(sweep, run, pattern, stat)
+                points = by_layer(sweep, run, kind, stat)
             points = [(i, v) for i, v in points if math.isfinite(v)]
             if not points:
                 continue
@@ -107,7 +125,7 @@ def layer_profile(
     if handles:
         axes[-1].legend(handles=handles, fontsize="x-small")
     fig.suptitle("per layer, at the first epoch")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def depth_profile(
@@ -120,14 +138,14 @@ def depth_profile(
         depth = _depth(run.params.get(depth_key, ""))
         if depth is None:
             continue
-        grad = first_value(sweep, run, "grad_norm/dense_0/W/mean")
+        grad = first_value(sweep, run, grad_norm_key("dense_0/W", "mean"))
         acc = run.metrics.get("val/acc", math.nan)
         groups.setdefault(run.params.get(line_key, "") if line_key else "", []).append(
             (depth, grad, acc)
         )
     if not groups:
         return None
-    fig = _figure(11, 4.3)
+    fig = new_figure(11, 4.3)
     left, right = fig.subplots(1, 2)
     for name, points in sorted(groups.items()):
         points.sort()
@@ -145,7 +163,7 @@ def depth_profile(
         ax.grid(alpha=0.3, which="both")
         if line_key:
             ax.legend(fontsize="small")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def train_val_curves(sweep: Sweep, path: str | Path, key: str = "loss") -> Path | None:
@@ -153,7 +171,7 @@ def train_val_curves(sweep: Sweep, path: str | Path, key: str = "loss") -> Path 
     runs = [r for r in sweep.runs if sweep.history(r, f"train/{key}")]
     if not runs:
         return None
-    fig = _figure(3.6 * len(runs) + 0.6, 3.8)
+    fig = new_figure(3.6 * len(runs) + 0.6, 3.8)
     axes = fig.subplots(1, len(runs), squeeze=False, sharey=True)[0]
     for ax, run in zip(axes, runs, strict=True):
         for split, style in (("train", "-"), ("val", "--")):
@@ -161,12 +179,12 @@ def train_val_curves(sweep: Sweep, path: str | Path, key: str = "loss") -> Path 
             values = [v for _, v in sweep.history(run, f"{split}/{key}") if math.isfinite(v)]
             ax.plot(steps, values, style, label=f"{split}/{key}")
         ax.set_title(run.name, fontsize="small")
-        _epoch_axis(ax)
+        epoch_axis(ax)
         ax.grid(alpha=0.3)
     axes[0].set_ylabel(key)
     axes[0].legend(fontsize="small")
     fig.suptitle(f"train vs validation {key}")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _depth(value: str) -> int | None:

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import math
 
+from nnexp.names import short_value
 from nnexp.objective import Objective
 from nnexp.report.collect import RunRecord, Sweep
-from nnexp.tracking.sweep import short_value
 
 # The quality metric beside the loss: the first one the runs have.
 QUALITY = ("val/acc", "val/rmse")

@@ -32,10 +32,22 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from nnexp.names import (
+    RUN_FILE,
+    SPOOL_DIR,
+    TAG_CHECKPOINT_DIR,
+    TAG_DIVERGED,
+    TAG_ERROR,
+    TAG_MODEL_URI,
+    TAG_PARENT_RUN,
+    TAG_PREVIOUS_ERROR,
+    TRUE,
+)
 from nnexp.timing import phase
 from nnexp.tracking import limits
-from nnexp.tracking.offline import SPOOL_DIR, Spool
+from nnexp.tracking.offline import Spool
 from nnexp.tracking.server import TrackingUnavailable
+from nnexp.tracking.store import get_or_create_experiment
 from nnexp.train.callbacks import Callback
 
 if TYPE_CHECKING:
@@ -45,10 +57,6 @@ if TYPE_CHECKING:
 
     from nnexp.tracking.plot_worker import PlotWorker
     from nnexp.train.trainer import Trainer
-
-PARENT_RUN_TAG = "mlflow.parentRunId"
-CHECKPOINT_DIR_TAG = "nnexp.checkpoint_dir"
-RUN_FILE = "mlflow_run.json"  # in the checkpoint directory: which run the checkpoints belong to
 
 
 class MlflowTracker(Callback):
@@ -170,7 +178,7 @@ class MlflowTracker(Callback):
         with phase("tracking: end the run"):
             diverged = getattr(trainer, "diverged", None)
             if diverged:  # nan_policy=stop: a usable model of the last good epoch, a failed run
-                self._send_tags({"error": f"NonFiniteError: {diverged}", "diverged": "true"})
+                self._send_tags({TAG_ERROR: f"NonFiniteError: {diverged}", TAG_DIVERGED: TRUE})
             self._terminate("FAILED" if diverged else "FINISHED")
             self._report_offline()
 
@@ -181,9 +189,9 @@ class MlflowTracker(Callback):
             self._stop_plots()
         if self.run_id is None:  # the run was never created: nothing to record
             return
-        tags = {"error": f"{type(exc).__name__}: {exc}"}
+        tags = {TAG_ERROR: f"{type(exc).__name__}: {exc}"}
         if isinstance(exc, FloatingPointError):  # the trainer's signal for NaN/Inf
-            tags["diverged"] = "true"
+            tags[TAG_DIVERGED] = TRUE
         steps: list[tuple[str, Callable[[], object]]] = [
             ("flush metrics", self._flush),
             ("log checkpoints", self._send_checkpoints),
@@ -208,10 +216,10 @@ class MlflowTracker(Callback):
     # -- starting: a new run, or the killed one again ---------------------------------------
 
     def _create(self) -> None:
-        self.experiment_id = _get_or_create_experiment(self.client, self.experiment)
+        self.experiment_id = get_or_create_experiment(self.client, self.experiment)
         tags = {key: limits.tag_value(value) for key, value in self._run_tags().items()}
         if self.parent_run_id:
-            tags[PARENT_RUN_TAG] = self.parent_run_id
+            tags[TAG_PARENT_RUN] = self.parent_run_id
         run = self.client.create_run(self.experiment_id, run_name=self.run_name, tags=tags)
         self.run_id = run.info.run_id
         self._log_params(self.params)
@@ -234,9 +242,9 @@ class MlflowTracker(Callback):
         tags = self._run_tags() | {"nnexp.resumed_from_epoch": str(trainer.epoch)}
         if changed:
             tags["nnexp.resume.changed_params"] = "; ".join(changed)
-        if "error" in run.data.tags:  # the crash that is being recovered from
-            tags["nnexp.previous_error"] = run.data.tags["error"]
-            self.client.delete_tag(self.run_id, "error")
+        if TAG_ERROR in run.data.tags:  # the crash that is being recovered from
+            tags[TAG_PREVIOUS_ERROR] = run.data.tags[TAG_ERROR]
+            self.client.delete_tag(self.run_id, TAG_ERROR)
         batch = [RunTag(k, limits.tag_value(v)) for k, v in tags.items()]
         self.client.log_batch(self.run_id, tags=batch, synchronous=True)
         self._log_config("hydra/resumed")
@@ -256,7 +264,7 @@ class MlflowTracker(Callback):
         self._flush()
 
     def _run_tags(self) -> dict[str, str]:
-        return self.tags | {CHECKPOINT_DIR_TAG: str(self.checkpoint_dir.resolve())}
+        return self.tags | {TAG_CHECKPOINT_DIR: str(self.checkpoint_dir.resolve())}
 
     # -- pieces ---------------------------------------------------------------------------
 
@@ -387,7 +395,7 @@ class MlflowTracker(Callback):
                         input_example=self.input_example,
                         step=step,
                     )
-                self.client.set_tag(self.run_id, "model_uri", uri)
+                self.client.set_tag(self.run_id, TAG_MODEL_URI, uri)
                 return
             except Exception as exc:
                 self._failed("log the model", exc)
@@ -476,26 +484,6 @@ class MlflowTracker(Callback):
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0][:300] if text else type(exc).__name__
-
-
-def _get_or_create_experiment(client: MlflowClient, name: str) -> str:
-    from mlflow.exceptions import MlflowException
-
-    experiment = client.get_experiment_by_name(name)
-    if experiment is None:
-        try:
-            return client.create_experiment(name)
-        except MlflowException:  # a parallel job of the same sweep created it first
-            experiment = client.get_experiment_by_name(name)
-            if experiment is None:
-                raise
-    if experiment.lifecycle_stage == "deleted":
-        raise ValueError(
-            f"MLflow experiment {name!r} is deleted: restore it "
-            f"(`mlflow experiments restore --experiment-id {experiment.experiment_id}`) "
-            "or choose another name"
-        )
-    return experiment.experiment_id
 
 
 def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:

@@ -27,12 +27,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from nnexp.names import SPOOL_DIR, TAG_MODEL_URI
 from nnexp.tracking import limits
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
-
-SPOOL_DIR = "mlflow-offline"
 
 
 class Spool:
@@ -147,7 +146,7 @@ def _replay(client: MlflowClient, run_id: str, op: dict[str, Any]) -> None:
             input_example=np.load(op["example"], allow_pickle=False),
             step=op["step"],
         )
-        client.set_tag(run_id, "model_uri", uri)
+        client.set_tag(run_id, TAG_MODEL_URI, uri)
     elif kind == "terminate":
         client.set_terminated(run_id, op["status"])
     else:

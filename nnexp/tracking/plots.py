@@ -13,15 +13,15 @@ no GUI, safe in worker processes. Non-finite values become gaps, not errors.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+
+from nnexp.names import GRAD_NORM, parse_metric
 
 History = Sequence[Mapping[str, float]]
 
 # Second panel of curves.png: the first quality metric present, train and val.
 _QUALITY_METRICS = ("acc", "rmse", "mae", "r2")
-_GRAD_KEY = re.compile(r"^grad_norm/(?P<layer>.+)/W(?P<stat>/mean)?$")
 
 
 def make_plots(history: History, directory: str | Path) -> list[Path]:
@@ -102,10 +102,11 @@ def grad_norms_figure(history: History):
     # Prefer the per-epoch mean (grad_norm/<layer>/W/mean); fall back to a plain per-layer key.
     layers: dict[str, str] = {}
     for key in _keys(history):
-        if match := _GRAD_KEY.match(key):
-            layer = match["layer"]
-            if match["stat"] or layer not in layers:
-                layers[layer] = key
+        parsed = parse_metric(key)
+        if not parsed or parsed.family != GRAD_NORM or parsed.param != "W":
+            continue
+        if parsed.stat == "mean" or (parsed.stat is None and parsed.layer not in layers):
+            layers[parsed.layer] = key
     if not layers:
         return None
     fig, (ax,) = _figure(1, 7)

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from nnexp.names import BEST_CHECKPOINT, HISTORY_FILE, LAST_CHECKPOINT, epoch_checkpoint
 from nnexp.nn import Dropout
 from nnexp.objective import VAL_LOSS, Objective
 from nnexp.timing import phase
@@ -36,7 +37,6 @@ if TYPE_CHECKING:
 
 FORMAT = 1
 REQUIRED = ("epoch", "global_step", "rng")
-HISTORY = "history.jsonl"
 
 
 class CheckpointError(ValueError):
@@ -202,14 +202,14 @@ def append_history(directory: Path, epoch: int, metrics: dict[str, float]) -> No
     just before a crash, past the last checkpoint, is filtered out by `load_history`."""
     directory.mkdir(parents=True, exist_ok=True)
     row = {"epoch": epoch, "metrics": {k: float(v) for k, v in metrics.items()}}
-    with open(directory / HISTORY, "a", encoding="utf-8") as f:
+    with open(directory / HISTORY_FILE, "a", encoding="utf-8") as f:
         f.write(json.dumps(row) + "\n")
 
 
 def load_history(directory: Path, upto_epoch: int) -> list[dict[str, float]]:
     """The metrics of epochs 1..`upto_epoch` (the latest line for each: a resumed run appends
     epochs again); a torn last line is skipped."""
-    path = Path(directory) / HISTORY
+    path = Path(directory) / HISTORY_FILE
     rows: dict[int, dict[str, float]] = {}
     if path.is_file():
         for line in path.read_text(encoding="utf-8").splitlines():
@@ -275,13 +275,13 @@ class Checkpointer(Callback):
             self.best = value
         state = trainer_state(trainer)  # after `best` is updated: it is part of the state
         if self.every and epoch % self.every == 0:
-            save_checkpoint(self.directory / f"epoch_{epoch:04d}.npz", state)
+            save_checkpoint(self.directory / epoch_checkpoint(epoch), state)
         due = time.monotonic() - self._written >= self.save_every_s
         if not due:  # the arrays are the live weights: keep a copy until it is written
             state = {key: value.copy() for key, value in state.items()}
-        self._pending["last.npz"] = state
+        self._pending[LAST_CHECKPOINT] = state
         if improved:
-            self._pending["best.npz"] = state
+            self._pending[BEST_CHECKPOINT] = state
         if due:
             self._write_pending()
 

@@ -1,0 +1,123 @@
+"""The names that cross a module or process boundary, stated once: MLflow tags, the files a run
+leaves behind, and the grammar of the statistics' metric keys (a builder and a parser, used by
+the statistics that write the keys and by the plots, the reports and resume that read them).
+
+A leaf module: it imports nothing of nnexp, so every layer may use it.
+
+Metric keys of the statistics (``<layer>`` is a module's name, e.g. ``dense_0``, ``relu_1``):
+
+    grad_norm/<layer>/<param>[/mean|/max]   a parameter's gradient norm (epoch mean / max)
+    grad_norm/global[/mean|/max]            the norm of all gradients together
+    update_ratio/<layer>                    lr·‖∇W‖/‖W‖ of the layer's weight matrix
+    act/<layer>/mean|std|dead_frac|sat_frac the activation's output statistics
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+# --- MLflow tags of a run ------------------------------------------------------------------------
+
+TAG_ERROR = "error"  # "<ExceptionType>: <message>" of a run that failed
+TAG_DIVERGED = "diverged"  # "true" on a run that stopped on a NaN/Inf
+TAG_PREVIOUS_ERROR = "nnexp.previous_error"  # a resumed run's earlier crash
+TAG_MODEL_URI = "model_uri"  # where the logged pyfunc model is
+TAG_RESUME_KEY = "nnexp.resume_key"  # hash of the job's overrides (trainer.resume=last)
+TAG_CHECKPOINT_DIR = "nnexp.checkpoint_dir"  # the run's local checkpoint directory
+TAG_PARENT_RUN = "mlflow.parentRunId"  # MLflow's own nesting tag
+
+# Sweeps: the parent run and its jobs (nnexp.sweep).
+TAG_SWEEP_ID = "sweep.id"
+TAG_SWEEP_JOB = "sweep.job"
+TAG_SWEEP_PARAMS = "sweep.params"  # JSON {swept key: this job's value}
+TAG_SWEEP_ROLE = "sweep.role"  # "parent" on the parent run
+TAG_SWEEP_SWEPT = "sweep.swept"  # JSON list of the swept keys
+TAG_SWEEP_OBJECTIVE = "sweep.objective"
+TAG_SWEEP_DIRECTION = "sweep.objective_direction"  # min or max (nnexp.objective)
+
+TRUE = "true"  # the value of boolean tags
+
+
+def short_value(value: str) -> str:
+    """``0.00012046852412030328`` → ``0.0001205``: Optuna's floats, readable in a run name."""
+    try:
+        number = float(value)
+    except ValueError:
+        return value
+    return value if len(value) <= 8 else f"{number:.4g}"
+
+
+# --- files ---------------------------------------------------------------------------------------
+
+LAST_CHECKPOINT = "last.npz"
+BEST_CHECKPOINT = "best.npz"
+HISTORY_FILE = "history.jsonl"  # beside the checkpoints: one line of metrics per epoch
+RUN_FILE = "mlflow_run.json"  # beside the checkpoints: which MLflow run they belong to
+SPOOL_DIR = "mlflow-offline"  # in the run directory: what could not be sent to the store
+SWEEP_FILE = "nnexp_sweep.json"  # in the sweep directory: the parent run, for every job
+
+
+def epoch_checkpoint(epoch: int) -> str:
+    return f"epoch_{epoch:04d}.npz"
+
+
+# --- metric keys of the statistics ---------------------------------------------------------------
+
+GRAD_NORM, UPDATE_RATIO, ACT = "grad_norm", "update_ratio", "act"
+GLOBAL = "global"  # the layer name of the all-gradients norm
+ACT_STATS = ("mean", "std", "dead_frac", "sat_frac")
+
+
+def grad_norm_key(param: str, stat: str | None = None) -> str:
+    """``grad_norm/<layer>/<param>[/<stat>]`` for a parameter named ``<layer>/<param>``."""
+    return f"{GRAD_NORM}/{param}" + (f"/{stat}" if stat else "")
+
+
+GLOBAL_GRAD_NORM = f"{GRAD_NORM}/{GLOBAL}"
+
+
+def update_ratio_key(layer: str) -> str:
+    return f"{UPDATE_RATIO}/{layer}"
+
+
+def activation_key(layer: str, stat: str) -> str:
+    return f"{ACT}/{layer}/{stat}"
+
+
+@dataclass(frozen=True)
+class MetricKey:
+    """A statistic's key, parsed: ``grad_norm/dense_0/W/mean`` is family ``grad_norm``, layer
+    ``dense_0``, param ``W``, stat ``mean``."""
+
+    family: str
+    layer: str
+    param: str | None = None
+    stat: str | None = None
+
+    @property
+    def index(self) -> int | None:
+        """The layer's position among layers of its kind: ``dense_3`` → 3."""
+        match = re.search(r"_(\d+)$", self.layer)
+        return int(match[1]) if match else None
+
+
+_GRAD = re.compile(
+    rf"^{GRAD_NORM}/(?P<layer>[^/]+)(?:/(?P<param>[^/]+))??(?:/(?P<stat>mean|max))?$"
+)
+_RATIO = re.compile(rf"^{UPDATE_RATIO}/(?P<layer>[^/]+)$")
+_ACT = re.compile(rf"^{ACT}/(?P<layer>[^/]+)/(?P<stat>{'|'.join(ACT_STATS)})$")
+
+
+def parse_metric(key: str) -> MetricKey | None:
+    """The parts of a statistic's key; None for any other metric (``val/loss``, ``lr``)."""
+    if match := _GRAD.match(key):
+        layer, param = match["layer"], match["param"]
+        if (layer == GLOBAL) == (param is not None):  # global has no param, a layer has one
+            return None
+        return MetricKey(GRAD_NORM, layer, param, match["stat"])
+    if match := _RATIO.match(key):
+        return MetricKey(UPDATE_RATIO, match["layer"])
+    if match := _ACT.match(key):
+        return MetricKey(ACT, match["layer"], stat=match["stat"])
+    return None
