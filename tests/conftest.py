@@ -66,6 +66,7 @@ def cli(tmp_path: Path) -> Cli:
 
 
 def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on (the OS's pick)."""
     import socket
 
     with socket.socket() as sock:
@@ -73,43 +74,85 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-@contextlib.contextmanager
-def mlflow_server(backend_uri: str, artifacts: Path, timeout: float = 180) -> Iterator[str]:
-    """A real `mlflow server` on 127.0.0.1 (a free port) serving `backend_uri`, artifacts over
-    HTTP into `artifacts`; yields its URL, stops it (its own process group) afterwards."""
-    import urllib.request
+class MlflowServer:
+    """A real `mlflow server` on 127.0.0.1:`port` (default: a free one) serving `backend_uri`,
+    artifacts over HTTP into `artifacts`, output appended to `log`. In its own process group
+    (it starts uvicorn workers): `stop` ends that group. It can be stopped and started again on
+    the same port and store, as a server that goes away and comes back."""
 
-    port = free_port()
-    env = cli_env() | {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}  # no job-runner processes
-    log = artifacts.parent / f"mlflow-server-{port}.log"
-    args = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port)]
-    args += ["--backend-store-uri", backend_uri, "--artifacts-destination", str(artifacts)]
-    args += ["--workers", "1"]
-    with open(log, "w") as out:
-        proc = subprocess.Popen(
-            args, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
+    def __init__(
+        self,
+        backend_uri: str,
+        artifacts: Path,
+        *,
+        port: int | None = None,
+        log: Path | None = None,
+        cwd: Path | None = None,
+    ) -> None:
+        self.backend_uri, self.artifacts, self.cwd = backend_uri, artifacts, cwd
+        self.port = port or free_port()
+        self.uri = f"http://127.0.0.1:{self.port}"
+        self.log = log or artifacts.parent / f"mlflow-server-{self.port}.log"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 180) -> MlflowServer:
+        """Start it and wait until /health answers 200 (AssertionError if it exits or not)."""
+        import urllib.request
+
+        env = cli_env() | {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}  # no job runners
+        args = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1"]
+        args += ["--port", str(self.port), "--workers", "1"]
+        args += ["--backend-store-uri", self.backend_uri]
+        args += ["--artifacts-destination", str(self.artifacts)]
+        with open(self.log, "ab") as out:
+            self.proc = subprocess.Popen(
+                args,
+                cwd=self.cwd,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         deadline = time.monotonic() + timeout
         while True:
-            assert proc.poll() is None, f"mlflow server exited:\n{log.read_text()}"
+            assert self.proc.poll() is None, f"mlflow server exited:\n{self._log_tail()}"
             try:
-                with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
+                with urllib.request.urlopen(f"{self.uri}/health", timeout=2) as response:
                     if response.status == 200:
-                        break
+                        return self
             except OSError:
                 pass
-            assert time.monotonic() < deadline, f"mlflow server not up:\n{log.read_text()}"
-            time.sleep(0.5)
-        yield url
+            assert time.monotonic() < deadline, f"mlflow server not up:\n{self._log_tail()}"
+            time.sleep(0.3)
+
+    def stop(self, timeout: float = 30) -> None:
+        """SIGTERM its process group (SIGKILL after `timeout` s); nothing if not running."""
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)  # the group this server started
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self.proc = None
+
+    def client(self):
+        from mlflow import MlflowClient
+
+        return MlflowClient(self.uri)
+
+    def _log_tail(self) -> str:
+        return self.log.read_text(errors="replace")[-4000:]
+
+
+@contextlib.contextmanager
+def mlflow_server(backend_uri: str, artifacts: Path, timeout: float = 180) -> Iterator[str]:
+    """`MlflowServer` on a free port for the block: yields its URL, stops it afterwards."""
+    server = MlflowServer(backend_uri, artifacts)
+    try:
+        yield server.start(timeout).uri
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        server.stop()
 
 
 @pytest.fixture(autouse=True)

@@ -10,17 +10,13 @@ the tests (sqlite backend and artifacts in tmp_path):
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import cli_env
+from conftest import MlflowServer, cli_env
 
 EPOCHS = 30
 # ~0.3 s an epoch: the server can be stopped (and restarted) while the run trains.
@@ -33,61 +29,15 @@ SLOW = (
 )
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Server:
-    """``mlflow server`` in its own process group (it starts uvicorn workers)."""
-
-    def __init__(self, root: Path, port: int) -> None:
-        self.root, self.port = root, port
-        self.uri = f"http://127.0.0.1:{port}"
-        self.proc: subprocess.Popen | None = None
-
-    def start(self, timeout: float = 120) -> Server:
-        args = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1"]
-        args += ["--port", str(self.port), "--workers", "1"]
-        args += ["--backend-store-uri", f"sqlite:///{self.root / 'server.db'}"]
-        args += ["--artifacts-destination", str(self.root / "artifacts")]
-        log = open(self.root / "server.log", "ab")  # noqa: SIM115 (closed with the process)
-        self.proc = subprocess.Popen(
-            args, cwd=self.root, env=cli_env(), stdout=log, stderr=log, start_new_session=True
-        )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.proc.poll() is None, (self.root / "server.log").read_text()[-2000:]
-            try:
-                with urllib.request.urlopen(self.uri + "/health", timeout=1) as r:
-                    if r.status == 200:
-                        return self
-            except OSError:
-                time.sleep(0.3)
-        raise AssertionError("mlflow server did not start")
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)  # the group this test started
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-        self.proc = None
-
-    def client(self):
-        from mlflow import MlflowClient
-
-        return MlflowClient(self.uri)
-
-
 @pytest.fixture
-def server(tmp_path):
+def server(tmp_path) -> MlflowServer:
+    """A server (sqlite store and artifacts under tmp_path/server) that the test starts, stops
+    and restarts on the same port; stopped at the end."""
     root = tmp_path / "server"
     root.mkdir()
-    srv = Server(root, free_port())
+    srv = MlflowServer(
+        f"sqlite:///{root / 'server.db'}", root / "artifacts", log=root / "server.log", cwd=root
+    )
     yield srv
     srv.stop()
 
@@ -106,7 +56,7 @@ def _nnexp(workdir: Path, uri: str, *overrides: str) -> subprocess.Popen:
     )
 
 
-def _wait_for_epochs(server: Server, n: int, proc: subprocess.Popen, timeout: float = 240):
+def _wait_for_epochs(server: MlflowServer, n: int, proc: subprocess.Popen, timeout: float = 240):
     """Wait until the run on `server` has `n` epochs of val/loss; return its id."""
     client = server.client()
     deadline = time.monotonic() + timeout
@@ -131,7 +81,7 @@ def _upload(spool: Path) -> subprocess.CompletedProcess:
     )
 
 
-def _assert_complete(server: Server, run_id: str, epochs: int = EPOCHS) -> None:
+def _assert_complete(server: MlflowServer, run_id: str, epochs: int = EPOCHS) -> None:
     client = server.client()
     run = client.get_run(run_id)
     assert run.info.status == "FINISHED"
