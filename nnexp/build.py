@@ -1,17 +1,29 @@
-"""Config → objects: data, network, loss, optimizer, schedule. No Hydra, no MLflow here: the
-input is the validated config object tree (`nnexp.config.Config` after `OmegaConf.to_object`)."""
+"""The composition root: config → every object of a run. Data, network, loss, optimizer and
+schedule (`build`), then the trainer with its callbacks and the MLflow tracker (`build_trainer`).
+No Hydra here: the input is the validated config object tree (`nnexp.config.Config` after
+`OmegaConf.to_object`) and a `Job` (where the job runs, what it was asked, as plain values).
+"""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import subprocess
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+import nnexp
+from nnexp import train
 from nnexp.config import Config, ConfigError
 from nnexp.data import Splits, prepare
+from nnexp.names import TAG_RESUME_KEY
 from nnexp.nn import LOSSES, OPTIMIZERS, SCHEDULES, Loss, Optimizer, Schedule, Sequential, mlp
-from nnexp.train import Data
+from nnexp.train import Callback, Data, TrainSettings
+from nnexp.train.blas import blas_tags
+from nnexp.train.callbacks import EveryNEpochs
 
 # Which fused loss a task gets with model.output=auto, and which tasks each loss can serve.
 AUTO_LOSS = {"binary": "sigmoid_bce", "multiclass": "softmax_cross_entropy", "regression": "mse"}
@@ -141,3 +153,172 @@ def build(cfg: Config) -> Built:
     )
     optimizer = build_optimizer(cfg, model)
     return Built(splits, data, model, kwargs, loss, loss_name, optimizer, schedule, y_mean, y_scale)
+
+
+# --- the trainer and its callbacks -----------------------------------------------------------
+
+
+@dataclass
+class Job:
+    """Where a job runs and what it was asked (Hydra's side of a run, as plain values)."""
+
+    run_dir: Path
+    overrides: list[str]  # the job's own (trainer.resume is not part of what it trains)
+    resolved: Mapping[str, Any]  # the whole resolved config, for the run's params
+    source_dir: Path  # where the user started it (git commit)
+    resume_key: str
+    single_run: bool = True
+    sweep: Any = None  # nnexp.tracking.sweep.SweepJob of a tracked sweep's job
+    checkpoint_dir: Path | None = None  # a resumed run's (default: run_dir/checkpoints)
+    resume_run_id: str | None = None  # the MLflow run a resumed job reopens
+    # Called with the trainer's callbacks last (the process's own, e.g. the GC policy).
+    process_callbacks: list[Callable[[], Callback]] = field(default_factory=list)
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.checkpoint_dir or self.run_dir / "checkpoints"
+
+
+def train_settings(cfg: Config) -> TrainSettings:
+    t, reg = cfg.trainer, cfg.regularization
+    return TrainSettings(
+        epochs=t.epochs,
+        batch_size=t.batch_size,
+        seed=t.seed,
+        l2=reg.l2,
+        clip_norm=t.grad_clip.norm,
+        clip_value=t.grad_clip.value,
+        stats=tuple(t.stats),
+        stats_every=t.stats_every,
+        nan_policy=t.nan_policy,
+        objective=t.objective,
+    )
+
+
+def build_trainer(cfg: Config, built: Built, job: Job) -> train.Trainer:
+    """The trainer of `built`, with its callbacks in the order they must run: early stopping
+    before the checkpointer (a checkpoint carries its state of the epoch), the progress bar,
+    the tracker, then the process's own."""
+    t, reg = cfg.trainer, cfg.regularization
+    objective = t.objective_spec()
+    callbacks: list[Callback] = []
+    if reg.early_stopping:
+        callbacks.append(
+            train.EarlyStopping(reg.patience, reg.min_delta, reg.restore_best, objective)
+        )
+    callbacks.append(
+        train.Checkpointer(
+            job.checkpoints,
+            t.checkpoint_every,
+            objective=objective,
+            save_every_s=t.checkpoint_every_s,
+        )
+    )
+    callbacks.append(train.ProgressBar(_progress(t.progress)))
+    if cfg.tracking.enabled:
+        callbacks.append(EveryNEpochs(build_tracker(cfg, built, job), t.log_every))
+    else:
+        bundle_writer(built)(job.run_dir / "model")
+    callbacks += [make() for make in job.process_callbacks]
+    return train.Trainer(
+        built.model,
+        built.loss,
+        built.optimizer,
+        built.schedule,
+        built.data,
+        train_settings(cfg),
+        callbacks,
+    )
+
+
+def _progress(setting: bool | None) -> bool:
+    return sys.stderr.isatty() if setting is None else setting
+
+
+def bundle_writer(built: Built) -> Callable[[Path], Path]:
+    """Writes the model bundle (weights, architecture, standardization, labels) to a directory."""
+
+    def write(directory: Path) -> Path:
+        s = built.splits
+        return train.save_bundle(
+            directory,
+            built.model,
+            mlp_kwargs=built.mlp_kwargs,
+            loss=built.loss_name,
+            task=s.task,
+            classes=s.classes,
+            x_mean=s.mean,
+            x_scale=s.scale,
+            y_mean=built.y_mean,
+            y_scale=built.y_scale,
+        )
+
+    return write
+
+
+def build_tracker(cfg: Config, built: Built, job: Job) -> Callback:
+    from nnexp.tracking import MlflowTracker
+
+    sweep = job.sweep
+    return MlflowTracker(
+        uri=cfg.tracking.uri,
+        experiment=cfg.tracking.experiment,
+        run_name=cfg.tracking.run_name or (sweep.run_name if sweep else None),
+        parent_run_id=sweep.parent_run_id if sweep else None,
+        params=flatten(job.resolved),
+        tags=run_tags(cfg, built, job),
+        run_dir=job.run_dir,
+        checkpoint_dir=job.checkpoints,
+        write_bundle=bundle_writer(built),
+        input_example=raw_rows(built.splits, 5),
+        flush_every_s=cfg.tracking.flush_every_s,
+        resume_run_id=job.resume_run_id,
+        log_every=cfg.trainer.log_every,
+        retry_every_s=cfg.tracking.retry_every_s,
+        plot_worker=sweep is None and job.single_run,  # see PlotWorker
+    )
+
+
+def run_tags(cfg: Config, built: Built, job: Job) -> dict[str, str]:
+    tags = {
+        TAG_RESUME_KEY: job.resume_key,
+        "overrides": " ".join(job.overrides) or "(none)",
+        "task": built.splits.task,
+        "dataset": cfg.dataset.name,
+        "nnexp.version": nnexp.__version__,
+        # What the numbers depend on beyond the seeds (nnexp.train.blas).
+        "nnexp.deterministic": str(cfg.trainer.deterministic).lower(),
+        **blas_tags(),
+    }
+    commit = git_commit(job.source_dir)
+    if commit:
+        tags["git.commit"] = commit
+    if job.sweep:
+        tags |= job.sweep.tags
+    return tags
+
+
+def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
+    """{"model": {"hidden": [16]}} → {"model.hidden": [16]} (lists stay values)."""
+    if isinstance(node, Mapping):
+        out: dict[str, Any] = {}
+        for key, value in node.items():
+            out |= flatten(value, f"{prefix}{key}.")
+        return out
+    return {prefix[:-1]: node}
+
+
+def git_commit(directory: Path) -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=directory, capture_output=True, text=True, timeout=5
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def raw_rows(splits: Splits, n: int) -> np.ndarray:
+    """A few training inputs in the user's original units (the model standardizes itself)."""
+    rows = splits.X_train[:n].astype("float64")
+    return rows * splits.scale + splits.mean if splits.mean is not None else rows

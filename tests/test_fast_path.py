@@ -163,7 +163,7 @@ def test_startup_objects_are_set_aside_and_the_collector_turned_back_on(single_r
     import gc
     import weakref
 
-    from nnexp.cli import _SetAsideStartupObjects
+    from nnexp.__main__ import SetAsideStartupObjects
 
     class Node:
         other: Node
@@ -177,7 +177,7 @@ def test_startup_objects_are_set_aside_and_the_collector_turned_back_on(single_r
     try:
         gc.disable()  # as `python -m nnexp` starts
         startup = garbage_cycle()
-        _SetAsideStartupObjects(single_run).on_fit_start(None)
+        SetAsideStartupObjects(single_run).on_fit_start(None)
         assert gc.isenabled()
         gc.collect()
         if single_run:  # set aside, not collected: no full pass at start-up, nor later
@@ -185,7 +185,7 @@ def test_startup_objects_are_set_aside_and_the_collector_turned_back_on(single_r
         else:  # a multirun's jobs must not leave frozen objects behind: collected as usual
             assert gc.get_freeze_count() == frozen and startup() is None
         before = gc.get_freeze_count()
-        _SetAsideStartupObjects(single_run).on_fit_start(None)  # collector on: nothing to do
+        SetAsideStartupObjects(single_run).on_fit_start(None)  # collector on: nothing to do
         assert gc.get_freeze_count() == before
     finally:
         gc.unfreeze()
