@@ -868,3 +868,31 @@ def test_gradcheck_is_exact_on_a_cubic_and_refuses_float32():
         gradcheck(single, MSE(), x.astype(np.float32), y)
     with pytest.raises(TypeError, match=r"^gradcheck needs float64 inputs and parameters$"):
         gradcheck(model, MSE(), x.astype(np.float32), y)
+
+
+# --- found by the mutation run -----------------------------------------------------------------
+
+
+def test_calling_a_model_is_inference():
+    model = mlp(3, [8], 2, dropout=0.5, batch_norm=True, dtype=np.float64, seed=1)
+    x = np.random.default_rng(0).standard_normal((6, 3))
+    np.testing.assert_array_equal(model(x), model.forward(x, training=False))
+    assert not np.array_equal(model(x), model.forward(x, training=True))
+
+
+def test_clipping_never_leaves_a_norm_above_the_limit():
+    w = Parameter("w", np.zeros(2))
+    w.grad[...] = [3e-7, 4e-7]  # norm 5e-7: the 1e-12 guard is not negligible here
+    total = clip_by_global_norm([w], 2.5e-7)
+    assert total == pytest.approx(5e-7, rel=1e-15)
+    assert norm(w.grad) <= 2.5e-7
+    np.testing.assert_allclose(w.grad, [1.5e-7, 2e-7], rtol=1e-5)
+
+
+def test_statistics_refuse_norms_that_do_not_match_the_parameters():
+    w = Parameter("dense_0/W", np.ones((2, 2)), decay=True)
+    b = Parameter("dense_0/b", np.ones(2))
+    with pytest.raises(ValueError):
+        gradient_stats([w, b], norms=[1.0])
+    with pytest.raises(ValueError):
+        update_ratios([w, b], [1.0], lr=0.1)
