@@ -240,3 +240,104 @@ def test_bundle_dtype_defaults_to_float32_and_binary_probabilities(tmp_path):
     np.testing.assert_allclose(predictor.predict_proba(X), SigmoidBCE().predict_proba(logits))
     assert predictor.predict_proba(X).dtype == np.float32
     np.testing.assert_array_equal(predictor.predict(X), (logits[:, 0] > 0).astype(np.int64))
+
+
+# --- early stopping -----------------------------------------------------------------------------
+
+
+class _Model:
+    def __init__(self, buffers):
+        self._buffers = buffers
+
+    def buffers(self):
+        return self._buffers
+
+
+class _StoppingTrainer:
+    """What EarlyStopping touches of a trainer: parameters, buffers, the stop flags."""
+
+    def __init__(self, epochs=100):
+        self.params = [Parameter("w", np.zeros(2))]
+        self.model = _Model({"bn/running_mean": np.zeros(2)})
+        self.settings = TrainSettings(epochs=epochs, batch_size=1)
+        self.should_stop, self.stop_reason, self.restored, self.epoch = False, "", None, 0
+
+    def epoch_end(self, stopper, epoch, val_loss, **extra):
+        self.params[0].value[...] = epoch  # the weights of each epoch are recognizable
+        self.model.buffers()["bn/running_mean"][...] = -epoch
+        metrics = {"val/loss": val_loss, "train/loss": 1.0, "lr": 0.1, "grad_norm/x": 2.0}
+        stopper.on_epoch_end(self, epoch, metrics | extra)
+
+
+def test_early_stopping_defaults_patience_and_the_restored_epoch():
+    from nnexp.train import EarlyStopping
+
+    stopper = EarlyStopping()
+    assert (stopper.patience, stopper.min_delta, stopper.restore_best) == (10, 0.0, True)
+    assert stopper.objective.key == "val/loss" and stopper.best == math.inf
+    trainer = _StoppingTrainer()
+    losses = [1.0, 0.5, 0.5, 0.6, *[0.7] * 8]  # best at epoch 2; 0.5 again is no improvement
+    for epoch, loss in enumerate(losses, start=1):
+        trainer.epoch_end(stopper, epoch, loss)
+        if trainer.should_stop:
+            break
+    assert epoch == 12 and stopper.bad_epochs == 10  # the 10th epoch without improvement
+    assert trainer.stop_reason == (
+        "early stopping: no val/loss (lower is better) improvement for 10 epochs "
+        "(best 0.5 at epoch 2)"
+    )
+    assert (stopper.best, stopper.best_epoch) == (0.5, 2)
+    np.testing.assert_array_equal(trainer.params[0].value, [2.0, 2.0])  # epoch 2's weights
+    np.testing.assert_array_equal(trainer.model.buffers()["bn/running_mean"], [-2.0, -2.0])
+    assert trainer.restored == (2, {"val/loss": 0.5, "train/loss": 1.0})
+
+
+def test_early_stopping_min_delta_without_restore_and_at_the_last_epoch():
+    from nnexp.train import EarlyStopping
+
+    stopper = EarlyStopping(patience=2, min_delta=0.1, restore_best=False)
+    trainer = _StoppingTrainer()
+    trainer.epoch_end(stopper, 1, 1.0)
+    trainer.epoch_end(stopper, 2, 0.95)  # better, but not by more than 0.1
+    assert stopper.bad_epochs == 1 and not trainer.should_stop
+    trainer.epoch_end(stopper, 3, 0.85)  # by more than 0.1: counts as an improvement
+    assert stopper.bad_epochs == 0 and stopper.best_epoch == 3
+    trainer.epoch_end(stopper, 4, 0.9)
+    trainer.epoch_end(stopper, 5, 0.9)
+    assert trainer.should_stop and trainer.restored is None
+    np.testing.assert_array_equal(trainer.params[0].value, [5.0, 5.0])  # left as they are
+    restoring = EarlyStopping(patience=5)
+    short = _StoppingTrainer(epochs=3)
+    for epoch, loss in ((1, 0.3), (2, 0.2), (3, 0.4)):
+        short.epoch_end(restoring, epoch, loss)
+    assert not short.should_stop and short.restored == (2, {"val/loss": 0.2, "train/loss": 1.0})
+    np.testing.assert_array_equal(short.params[0].value, [2.0, 2.0])  # restored at the end
+
+
+def test_early_stopping_state_round_trip_and_a_resumed_ended_run():
+    from nnexp.train import EarlyStopping
+
+    stopper = EarlyStopping(patience=3)
+    trainer = _StoppingTrainer(epochs=3)
+    for epoch, loss in ((1, 0.3), (2, 0.2), (3, 0.25)):
+        trainer.epoch_end(stopper, epoch, loss, **{"val/acc": 0.75})
+    state = stopper.state_dict()
+    assert set(state) == {
+        "best", "best_epoch", "bad_epochs", "value/0", "buffer/bn/running_mean",
+        "metric/val/loss", "metric/train/loss", "metric/val/acc",
+    }  # fmt: skip
+    assert stopper.state_key == "early_stopping"
+    again = EarlyStopping(patience=3)
+    again.load_state_dict(state)
+    assert (again.best, again.best_epoch, again.bad_epochs) == (0.2, 2, 1)
+    resumed = _StoppingTrainer(epochs=3)
+    resumed.epoch = 3  # the checkpoint of the last epoch: the run had ended
+    again.on_fit_start(resumed)
+    assert resumed.restored == (2, {"val/loss": 0.2, "train/loss": 1.0, "val/acc": 0.75})
+    running = _StoppingTrainer(epochs=10)
+    running.epoch = 3
+    again.on_fit_start(running)
+    assert running.restored is None  # still training: nothing to report yet
+    fresh = EarlyStopping()
+    fresh.load_state_dict(EarlyStopping().state_dict())
+    assert fresh._best_values is None and fresh.best == math.inf
