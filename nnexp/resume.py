@@ -38,7 +38,7 @@ from nnexp.names import (
     TAG_RESUME_KEY,
     TRUE,
 )
-from nnexp.train.checkpoint import check_unlocked
+from nnexp.train.run_lock import check_unlocked
 
 DEFAULT_ARTIFACT = f"checkpoints/{LAST_CHECKPOINT}"
 _RESUME_OVERRIDE = ("trainer.resume=", "+trainer.resume=", "++trainer.resume=")

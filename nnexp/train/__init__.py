@@ -2,7 +2,6 @@
 
 from nnexp.train.callbacks import Callback
 from nnexp.train.checkpoint import (
-    Checkpointer,
     CheckpointError,
     load_checkpoint,
     load_history,
@@ -10,6 +9,7 @@ from nnexp.train.checkpoint import (
     save_checkpoint,
     trainer_state,
 )
+from nnexp.train.checkpointer import Checkpointer
 from nnexp.train.divergence import NonFiniteError
 from nnexp.train.early_stopping import EarlyStopping
 from nnexp.train.export import Predictor, save_bundle

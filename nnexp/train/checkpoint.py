@@ -15,22 +15,16 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import os
-import socket
 import tempfile
-import time
 import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from nnexp.names import BEST_CHECKPOINT, HISTORY_FILE, LAST_CHECKPOINT, epoch_checkpoint
+from nnexp.names import HISTORY_FILE
 from nnexp.nn import Dropout
-from nnexp.objective import VAL_LOSS, Objective
-from nnexp.timing import phase
-from nnexp.train.callbacks import Callback
 
 if TYPE_CHECKING:
     from nnexp.train.trainer import Trainer
@@ -146,6 +140,35 @@ def _check_structure(path: Path, state: dict[str, np.ndarray]) -> None:
 def restore(trainer: Trainer, state: dict[str, np.ndarray], source: str = "checkpoint") -> None:
     """Load `state` into the trainer. Every mismatch of names, shapes, dtypes or optimizer is
     found before anything is changed, and reported naming `source`."""
+    targets = _check_compatible(trainer, state, source)
+    for key, target in targets.items():
+        np.copyto(target, state[key])
+    schedule = {
+        k.removeprefix("schedule/"): v.item() for k, v in state.items() if k.startswith("schedule/")
+    }
+    trainer.schedule.load_state_dict(schedule)
+    trainer.epoch = int(state["epoch"])
+    trainer.global_step = int(state["global_step"])
+    if "stopped" in state:
+        stop, reason = json.loads(str(state["stopped"]))
+        trainer.should_stop, trainer.stop_reason = bool(stop), str(reason)
+    trainer.rng.bit_generator.state = json.loads(str(state["rng"]))
+    for m in trainer.model.modules:
+        if isinstance(m, Dropout) and f"dropout_rng/{m.name}" in state:
+            m.rng.bit_generator.state = json.loads(str(state[f"dropout_rng/{m.name}"]))
+    for cb in trainer.callbacks:
+        prefix = f"callback/{cb.state_key}/"
+        own = {k.removeprefix(prefix): v for k, v in state.items() if k.startswith(prefix)}
+        if cb.state_key and own:
+            cb.load_state_dict(own)
+
+
+def _check_compatible(
+    trainer: Trainer, state: dict[str, np.ndarray], source: str
+) -> dict[str, np.ndarray]:
+    """The trainer's arrays that `state` fills (weights, buffers), once the checkpoint's
+    architecture, dtype and optimizer state are known to fit; the optimizer's state is
+    validated (and then loaded) by the optimizer itself."""
     targets = {f"param/{p.name}": p.value for p in trainer.params}
     targets |= {f"buffer/{k}": v for k, v in trainer.model.buffers().items()}
     missing = sorted(set(targets) - set(state))
@@ -172,26 +195,7 @@ def restore(trainer: Trainer, state: dict[str, np.ndarray], source: str = "check
         trainer.optimizer.load_state_dict(optim)  # validates fully before it copies
     except (ValueError, KeyError) as exc:
         raise CheckpointError(f"{source}: other optimizer: {exc}") from None
-    for key, target in targets.items():
-        np.copyto(target, state[key])
-    schedule = {
-        k.removeprefix("schedule/"): v.item() for k, v in state.items() if k.startswith("schedule/")
-    }
-    trainer.schedule.load_state_dict(schedule)
-    trainer.epoch = int(state["epoch"])
-    trainer.global_step = int(state["global_step"])
-    if "stopped" in state:
-        stop, reason = json.loads(str(state["stopped"]))
-        trainer.should_stop, trainer.stop_reason = bool(stop), str(reason)
-    trainer.rng.bit_generator.state = json.loads(str(state["rng"]))
-    for m in trainer.model.modules:
-        if isinstance(m, Dropout) and f"dropout_rng/{m.name}" in state:
-            m.rng.bit_generator.state = json.loads(str(state[f"dropout_rng/{m.name}"]))
-    for cb in trainer.callbacks:
-        prefix = f"callback/{cb.state_key}/"
-        own = {k.removeprefix(prefix): v for k, v in state.items() if k.startswith(prefix)}
-        if cb.state_key and own:
-            cb.load_state_dict(own)
+    return targets
 
 
 # --- the per-epoch history ------------------------------------------------------------------
@@ -219,121 +223,3 @@ def load_history(directory: Path, upto_epoch: int) -> list[dict[str, float]]:
             except (ValueError, KeyError, TypeError, AttributeError):
                 continue
     return [rows[e] for e in range(1, upto_epoch + 1) if e in rows]
-
-
-class Checkpointer(Callback):
-    """Keeps ``last.npz`` and ``best.npz`` (the best epoch by the objective) and writes
-    ``epoch_NNNN.npz`` every `every` epochs; appends each epoch's metrics to ``history.jsonl``.
-    Put it after the callbacks whose state it saves (early stopping).
-
-    ``last``/``best`` are written at most every `save_every_s` seconds — when the epoch that
-    ends is the first after that interval, when training ends, and when it fails (the last
-    completed epoch, so a crashed run leaves a loadable checkpoint). In between, the epoch's
-    state is held as an in-memory copy. A run with short epochs (two moons: a few ms) would
-    otherwise spend more time writing .npz files than training; a run killed outright (SIGKILL)
-    loses at most `save_every_s` of training, which a resume replays bit for bit."""
-
-    state_key = "checkpointer"
-
-    def __init__(
-        self,
-        directory: str | Path,
-        every: int = 0,
-        objective: Objective = VAL_LOSS,
-        save_every_s: float = 0.0,
-    ) -> None:
-        self.directory, self.every, self.objective = Path(directory), every, objective
-        self.save_every_s = save_every_s
-        self.best = objective.worst
-        self._pending: dict[str, dict[str, np.ndarray]] = {}  # file name -> state to write
-        self._written = -math.inf  # monotonic time of the last write
-
-    def on_fit_start(self, trainer):
-        lock(self.directory)
-        self._written = -math.inf  # the first epoch is always written
-
-    def on_fit_end(self, trainer, metrics):
-        with phase("checkpoints"):
-            self._write_pending()
-        unlock(self.directory)
-
-    def on_exception(self, trainer, exc):
-        try:
-            self._write_pending()  # the last completed epoch: what a resume starts from
-        finally:
-            unlock(self.directory)
-
-    def on_epoch_end(self, trainer, epoch, metrics):
-        with phase("checkpoints"):
-            self._save(trainer, epoch, metrics)
-
-    def _save(self, trainer, epoch, metrics):
-        append_history(self.directory, epoch, metrics)
-        value = metrics.get(self.objective.key, math.nan)
-        improved = self.objective.improves(value, self.best)
-        if improved:
-            self.best = value
-        state = trainer_state(trainer)  # after `best` is updated: it is part of the state
-        if self.every and epoch % self.every == 0:
-            save_checkpoint(self.directory / epoch_checkpoint(epoch), state)
-        due = time.monotonic() - self._written >= self.save_every_s
-        if not due:  # the arrays are the live weights: keep a copy until it is written
-            state = {key: value.copy() for key, value in state.items()}
-        self._pending[LAST_CHECKPOINT] = state
-        if improved:
-            self._pending[BEST_CHECKPOINT] = state
-        if due:
-            self._write_pending()
-
-    def _write_pending(self) -> None:
-        for name, state in self._pending.items():
-            save_checkpoint(self.directory / name, state)
-        self._pending.clear()
-        self._written = time.monotonic()
-
-    def state_dict(self):
-        return {"best": np.asarray(self.best, dtype=np.float64)}
-
-    def load_state_dict(self, state):
-        self.best = float(state["best"])
-
-
-# --- one process per run --------------------------------------------------------------------
-
-LOCK = ".lock"
-
-
-def lock(directory: Path) -> None:
-    """Mark `directory` as written by this process (removed at the end; a killed process
-    leaves it, and `check_unlocked` sees that its pid is gone)."""
-    check_unlocked(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / LOCK).write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid()}))
-
-
-def unlock(directory: Path) -> None:
-    with contextlib.suppress(OSError, ValueError):
-        owner = json.loads((directory / LOCK).read_text())
-        if owner.get("pid") == os.getpid() and owner.get("host") == socket.gethostname():
-            (directory / LOCK).unlink()
-
-
-def check_unlocked(directory: Path) -> None:
-    """Raise `CheckpointError` if a live process on this host still writes `directory`."""
-    try:
-        owner = json.loads((Path(directory) / LOCK).read_text())
-        host, pid = owner["host"], int(owner["pid"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return  # no lock, or an unreadable one: nobody to protect
-    if host != socket.gethostname() or pid == os.getpid():
-        return
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return  # the writer is gone (killed): the run can be resumed
-    except PermissionError:
-        pass  # alive, another user's
-    raise CheckpointError(
-        f"checkpoints {directory}: still being written by process {pid} on {host}; "
-        f"stop it first (or, if that pid is not an nnexp run, delete {Path(directory) / LOCK})"
-    )

@@ -1,0 +1,94 @@
+"""The checkpointing callback: ``last.npz`` and ``best.npz`` at most every few seconds, and
+``epoch_NNNN.npz`` every few epochs (the format is `nnexp.train.checkpoint`)."""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+
+from nnexp.names import BEST_CHECKPOINT, LAST_CHECKPOINT, epoch_checkpoint
+from nnexp.objective import VAL_LOSS, Objective
+from nnexp.timing import phase
+from nnexp.train.callbacks import Callback
+from nnexp.train.checkpoint import append_history, save_checkpoint, trainer_state
+from nnexp.train.run_lock import lock, unlock
+
+
+class Checkpointer(Callback):
+    """Keeps ``last.npz`` and ``best.npz`` (the best epoch by the objective) and writes
+    ``epoch_NNNN.npz`` every `every` epochs; appends each epoch's metrics to ``history.jsonl``.
+    Put it after the callbacks whose state it saves (early stopping).
+
+    ``last``/``best`` are written at most every `save_every_s` seconds — when the epoch that
+    ends is the first after that interval, when training ends, and when it fails (the last
+    completed epoch, so a crashed run leaves a loadable checkpoint). In between, the epoch's
+    state is held as an in-memory copy. A run with short epochs (two moons: a few ms) would
+    otherwise spend more time writing .npz files than training; a run killed outright (SIGKILL)
+    loses at most `save_every_s` of training, which a resume replays bit for bit."""
+
+    state_key = "checkpointer"
+
+    def __init__(
+        self,
+        directory: str | Path,
+        every: int = 0,
+        objective: Objective = VAL_LOSS,
+        save_every_s: float = 0.0,
+    ) -> None:
+        self.directory, self.every, self.objective = Path(directory), every, objective
+        self.save_every_s = save_every_s
+        self.best = objective.worst
+        self._pending: dict[str, dict[str, np.ndarray]] = {}  # file name -> state to write
+        self._written = -math.inf  # monotonic time of the last write
+
+    def on_fit_start(self, trainer):
+        lock(self.directory)
+        self._written = -math.inf  # the first epoch is always written
+
+    def on_fit_end(self, trainer, metrics):
+        with phase("checkpoints"):
+            self._write_pending()
+        unlock(self.directory)
+
+    def on_exception(self, trainer, exc):
+        try:
+            self._write_pending()  # the last completed epoch: what a resume starts from
+        finally:
+            unlock(self.directory)
+
+    def on_epoch_end(self, trainer, epoch, metrics):
+        with phase("checkpoints"):
+            self._save(trainer, epoch, metrics)
+
+    def _save(self, trainer, epoch, metrics):
+        append_history(self.directory, epoch, metrics)
+        value = metrics.get(self.objective.key, math.nan)
+        improved = self.objective.improves(value, self.best)
+        if improved:
+            self.best = value
+        state = trainer_state(trainer)  # after `best` is updated: it is part of the state
+        if self.every and epoch % self.every == 0:
+            save_checkpoint(self.directory / epoch_checkpoint(epoch), state)
+        due = time.monotonic() - self._written >= self.save_every_s
+        if not due:  # the arrays are the live weights: keep a copy until it is written
+            state = {key: value.copy() for key, value in state.items()}
+        self._pending[LAST_CHECKPOINT] = state
+        if improved:
+            self._pending[BEST_CHECKPOINT] = state
+        if due:
+            self._write_pending()
+
+    def _write_pending(self) -> None:
+        for name, state in self._pending.items():
+            save_checkpoint(self.directory / name, state)
+        self._pending.clear()
+        self._written = time.monotonic()
+
+    def state_dict(self):
+        return {"best": np.asarray(self.best, dtype=np.float64)}
+
+    def load_state_dict(self, state):
+        self.best = float(state["best"])
