@@ -1,0 +1,220 @@
+"""Exact behaviour of nnexp.build, the composition root, on configs built in Python (no Hydra):
+which loss a task gets and the message when it cannot serve it, the outputs per loss, the
+network's and the trainer's settings as the config states them, regression targets trained
+standardized, the callbacks in their order, and the small helpers (flatten, raw_rows,
+git_commit, run_tags).
+
+Written for the mutation run (`make mutate`, tests/mutants.md); test_option_effects*.py checks
+each option's effect through Hydra's compose."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from nnexp import build as b
+from nnexp.config import (
+    AdamConfig,
+    Config,
+    ConfigError,
+    CosineScheduleConfig,
+    GradClipConfig,
+    ModelConfig,
+    RegularizationConfig,
+    ScheduleConfig,
+    SGDConfig,
+    TrackingConfig,
+    TrainerConfig,
+)
+from nnexp.data import MoonsSpec, RegressionSpec, SpiralsSpec
+from nnexp.nn import MSE, SigmoidBCE, SoftmaxCrossEntropy
+
+
+def _cfg(**parts) -> Config:
+    defaults = dict(
+        model=ModelConfig(hidden=[4]),
+        optimizer=SGDConfig(lr=0.1),
+        schedule=ScheduleConfig(),
+        dataset=MoonsSpec(n_samples=60),
+        regularization=RegularizationConfig(),
+        trainer=TrainerConfig(epochs=2, batch_size=16, progress=False),
+        tracking=TrackingConfig(enabled=False),
+    )
+    return Config(**(defaults | parts))
+
+
+def test_the_loss_of_each_task_and_the_refusal_naming_the_alternatives():
+    assert [b.choose_loss(_cfg(), t) for t in ("binary", "multiclass", "regression")] == [
+        "sigmoid_bce",
+        "softmax_cross_entropy",
+        "mse",
+    ]
+    softmax = _cfg(model=ModelConfig(output="softmax_cross_entropy"))
+    assert b.choose_loss(softmax, "binary") == "softmax_cross_entropy"
+    with pytest.raises(ConfigError) as info:
+        b.choose_loss(_cfg(model=ModelConfig(output="mse")), "binary")
+    assert str(info.value) == (
+        "model.output='mse': cannot serve a binary dataset (moons); use auto or one of "
+        "sigmoid_bce, softmax_cross_entropy"
+    )
+    with pytest.raises(ConfigError) as info:
+        b.choose_loss(_cfg(model=ModelConfig(output="sigmoid_bce")), "regression")
+    assert str(info.value).endswith(
+        "cannot serve a regression dataset (moons); use auto or one of mse"
+    )
+
+
+def test_result_metrics_and_the_objective_check():
+    assert b.result_metrics("binary") == ("train/loss", "val/loss", "train/acc", "val/acc")
+    assert b.result_metrics("regression") == ("train/loss", "val/loss", "val/rmse")
+    b.check_objective(_cfg(trainer=TrainerConfig(objective="train/acc")), "multiclass")
+    with pytest.raises(ConfigError) as info:
+        b.check_objective(_cfg(trainer=TrainerConfig(objective="val/acc")), "regression")
+    assert str(info.value) == (
+        "trainer.objective='val/acc': a regression run (moons) logs train/loss, val/loss, val/rmse"
+    )
+
+
+def test_mlp_and_trainer_settings_follow_the_config():
+    cfg = _cfg(
+        model=ModelConfig(
+            hidden=[3, 2], activation="leaky_relu", alpha=0.2, init="uniform", init_scale=0.3,
+            dropout=0.1, batch_norm=True,
+        ),
+        regularization=RegularizationConfig(l2=0.01, dropout=0.25),
+        trainer=TrainerConfig(
+            epochs=7, batch_size=9, dtype="float64", seed=4, stats=["grad_norm"], stats_every=3,
+            nan_policy="stop", objective="val/acc", grad_clip=GradClipConfig(norm=2.0, value=0.5),
+        ),
+    )  # fmt: skip
+    assert b.mlp_kwargs(cfg, 5, 3) == {
+        "in_features": 5, "hidden": [3, 2], "out_features": 3, "activation": "leaky_relu",
+        "activation_kwargs": {"alpha": 0.2}, "init": "uniform", "init_kwargs": {"limit": 0.3},
+        "dropout": 0.25, "batch_norm": True, "dtype": "float64", "seed": 4,
+    }  # fmt: skip
+    plain = b.mlp_kwargs(_cfg(model=ModelConfig(init="normal", init_scale=2.0, dropout=0.3)), 2, 1)
+    assert plain["init_kwargs"] == {"std": 2.0} and plain["activation_kwargs"] == {}
+    assert plain["dropout"] == 0.3 and plain["batch_norm"] is False
+    assert b.mlp_kwargs(_cfg(), 2, 1)["init_kwargs"] == {}
+    off = b.mlp_kwargs(
+        _cfg(regularization=RegularizationConfig(batch_norm=False, dropout=0.0)), 2, 1
+    )
+    assert off["batch_norm"] is False and off["dropout"] == 0.0
+    settings = b.train_settings(cfg)
+    assert (settings.epochs, settings.batch_size, settings.seed, settings.l2) == (7, 9, 4, 0.01)
+    assert (settings.clip_norm, settings.clip_value) == (2.0, 0.5)
+    assert settings.stats == ("grad_norm",) and settings.stats_every == 3
+    assert (settings.nan_policy, settings.objective) == ("stop", "val/acc")
+
+
+def test_schedule_and_optimizer_get_their_hyperparameters():
+    cfg = _cfg(schedule=CosineScheduleConfig(min_lr=0.01), trainer=TrainerConfig(epochs=30))
+    cosine = b.build_schedule(cfg)
+    assert (cosine.total, cosine.min_lr, cosine.base_lr) == (30, 0.01, 0.1)  # total: the epochs
+    assert b.build_schedule(_cfg(schedule=CosineScheduleConfig(total=5))).total == 5
+    built = b.build(_cfg(optimizer=AdamConfig(lr=0.01, beta1=0.8, beta2=0.99, eps=1e-6)))
+    opt = built.optimizer
+    assert (opt.lr, opt.beta1, opt.beta2, opt.eps) == (0.01, 0.8, 0.99, 1e-6)
+    assert opt.params == list(built.model.parameters())
+
+
+def test_build_of_each_task():
+    binary = b.build(_cfg())
+    assert isinstance(binary.loss, SigmoidBCE) and binary.loss_name == "sigmoid_bce"
+    assert binary.mlp_kwargs["out_features"] == 1 and binary.mlp_kwargs["in_features"] == 2
+    assert binary.data.classification and binary.data.y_scale == 1.0
+    assert binary.y_mean is None and binary.y_scale is None
+    np.testing.assert_array_equal(binary.data.y_train, binary.splits.y_train)
+    multi = b.build(_cfg(dataset=SpiralsSpec(n_samples=60, n_classes=4)))
+    assert isinstance(multi.loss, SoftmaxCrossEntropy) and multi.mlp_kwargs["out_features"] == 4
+    reg = b.build(
+        _cfg(
+            dataset=RegressionSpec(n_samples=50, n_features=3, n_informative=2, noise=1.0),
+            trainer=TrainerConfig(dtype="float64"),
+        )
+    )
+    assert isinstance(reg.loss, MSE) and not reg.data.classification
+    y = reg.splits.y_train
+    assert reg.y_mean == pytest.approx(y.mean()) and reg.y_scale == pytest.approx(y.std())
+    np.testing.assert_allclose(reg.data.y_train, (y - y.mean()) / y.std())
+    np.testing.assert_allclose(reg.data.y_val, (reg.splits.y_val - y.mean()) / y.std())
+    assert reg.data.y_scale == reg.y_scale and reg.data.y_train.dtype == np.float64
+    two = b.build(
+        _cfg(dataset=RegressionSpec(n_samples=50, n_features=3, n_informative=2, n_targets=2))
+    )
+    assert two.mlp_kwargs["out_features"] == 2 and np.shape(two.y_scale) == (2,)
+
+
+def test_a_constant_regression_target_keeps_scale_one(tmp_path):
+    from nnexp.data import FileSpec
+
+    path = tmp_path / "c.csv"
+    path.write_text("a,target\n" + "".join(f"{i},2.5\n" for i in range(30)))
+    built = b.build(_cfg(dataset=FileSpec(path=str(path), task="regression")))
+    assert built.y_scale == 1.0 and built.y_mean == pytest.approx(2.5)
+    assert not built.data.y_train.any()
+
+
+def test_build_trainer_orders_the_callbacks_and_writes_the_bundle_when_untracked(tmp_path):
+    from nnexp import train
+
+    cfg = _cfg(regularization=RegularizationConfig(early_stopping=True, patience=4))
+    built = b.build(cfg)
+    made = []
+
+    def process_callback():
+        made.append(1)
+        return train.Callback()
+
+    job = b.Job(
+        run_dir=tmp_path, overrides=[], resolved={}, source_dir=tmp_path, resume_key="k",
+        process_callbacks=[process_callback],
+    )  # fmt: skip
+    trainer = b.build_trainer(cfg, built, job)
+    kinds = [type(c).__name__ for c in trainer.callbacks]
+    assert kinds == ["EarlyStopping", "Checkpointer", "ProgressBar", "Callback"] and made == [1]
+    stopper, checkpointer, progress = trainer.callbacks[:3]
+    assert stopper.patience == 4 and stopper.restore_best and stopper.min_delta == 0.0
+    assert checkpointer.directory == tmp_path / "checkpoints"
+    assert (checkpointer.every, checkpointer.save_every_s) == (10, 1.0)
+    assert progress.enabled is False
+    assert (tmp_path / "model" / "spec.json").is_file()  # tracking off: the bundle on disk
+    assert job.checkpoints == tmp_path / "checkpoints"
+    assert b.Job(tmp_path, [], {}, tmp_path, "k", checkpoint_dir=Path("x")).checkpoints == Path("x")
+    plain = b.build_trainer(_cfg(), b.build(_cfg()), b.Job(tmp_path, [], {}, tmp_path, "k"))
+    assert [type(c).__name__ for c in plain.callbacks] == ["Checkpointer", "ProgressBar"]
+    assert b._progress(True) is True and b._progress(False) is False
+
+
+def test_helpers_flatten_raw_rows_git_commit_and_tags(tmp_path):
+    assert b.flatten({"model": {"hidden": [16], "init": "he"}, "seed": 1}) == {
+        "model.hidden": [16], "model.init": "he", "seed": 1,
+    }  # fmt: skip
+    assert b.flatten({}) == {}
+    built = b.build(_cfg())
+    s = built.splits
+    rows = b.raw_rows(s, 3)
+    np.testing.assert_allclose(rows, s.X_train[:3].astype(np.float64) * s.scale + s.mean)
+    assert rows.dtype == np.float64 and rows.shape == (3, 2)
+    unscaled = b.build(_cfg(dataset=MoonsSpec(n_samples=60, standardize=False))).splits
+    np.testing.assert_array_equal(b.raw_rows(unscaled, 2), unscaled.X_train[:2])
+    assert b.git_commit(tmp_path) is None  # not a repository
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-C", str(repo)]
+    subprocess.run([*git, "init", "-q"], check=True)
+    assert b.git_commit(repo) is None  # no commit yet
+    subprocess.run([*git, "commit", "-q", "--allow-empty", "-m", "x"], check=True)
+    head = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True).stdout
+    assert b.git_commit(repo) == head.strip()
+    assert b.git_commit(tmp_path / "missing") is None
+    job = b.Job(tmp_path, ["optimizer.lr=0.1", "model=deep"], {}, repo, "key1")
+    tags = b.run_tags(_cfg(), built, job)
+    assert tags["overrides"] == "optimizer.lr=0.1 model=deep" and tags["task"] == "binary"
+    assert tags["dataset"] == "moons" and tags["git.commit"] == head.strip()
+    assert tags["nnexp.deterministic"] == "false" and "key1" in tags.values()
+    bare = b.run_tags(_cfg(), built, b.Job(tmp_path, [], {}, tmp_path, "k"))
+    assert bare["overrides"] == "(none)" and "git.commit" not in bare
