@@ -896,3 +896,11 @@ def test_statistics_refuse_norms_that_do_not_match_the_parameters():
         gradient_stats([w, b], norms=[1.0])
     with pytest.raises(ValueError):
         update_ratios([w, b], [1.0], lr=0.1)
+
+
+def test_softmax_probabilities_are_shifted_per_row_so_no_row_underflows():
+    logits = np.array([[1000.0, 0.0], [0.0, 1.0], [-1000.0, -999.0]])
+    p = SoftmaxCrossEntropy().predict_proba(logits)
+    e = math.exp(1.0)
+    expected = [[1.0, 0.0], [1 / (1 + e), e / (1 + e)], [1 / (1 + e), e / (1 + e)]]
+    np.testing.assert_allclose(p, expected, rtol=1e-15, atol=1e-300)
