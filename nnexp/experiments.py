@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -264,7 +265,7 @@ def result_section(
         "",
         _summary(exp, sweep),
         "",
-        depends_on(recorded_blas(sweep)),
+        depends_on(recorded_setting(sweep)),
         "",
         _markdown_table(headers, rows),
         "",
@@ -283,58 +284,77 @@ def result_section(
 
 # What a run's numbers depend on beyond its seeds, as each run tagged it (nnexp.cli, from
 # nnexp.train.blas): the BLAS library and kernel, the thread count, trainer.deterministic.
-SETTING_TAGS = ("blas.library", "blas.kernel", "blas.threads", "nnexp.deterministic")
+BLAS_TAGS = ("blas.library", "blas.kernel", "blas.threads")
 NOT_RECORDED = "(not recorded)"
 
 
-def recorded_blas(sweep) -> dict[str, list[str]]:
-    """Each of `SETTING_TAGS`' distinct values over the sweep's runs, as the store recorded
-    them (first seen first) — the runs' own setting, not this process's."""
-    values: dict[str, list[str]] = {key: [] for key in SETTING_TAGS}
+@dataclass(frozen=True)
+class Setting:
+    """What a sweep's numbers depend on beyond its seeds, as its runs recorded it."""
+
+    blas: tuple[tuple[str, str, str], ...]  # (library, kernel, threads) per library loaded
+    deterministic: tuple[str, ...]  # the runs' distinct nnexp.deterministic tags
+
+    @property
+    def reproducible(self) -> bool:
+        return self.deterministic == ("true",)
+
+
+def run_blas(tags: dict[str, str]) -> tuple[tuple[str, str, str], ...]:
+    """A run's BLAS libraries as (library, kernel, threads), sorted. A process may load several
+    (numpy's OpenBLAS, scipy's); nnexp.train.blas joins them with "; " in threadpoolctl's order,
+    which is the order the libraries were loaded in and changes from one process to the next."""
+    columns = [tags.get(key, NOT_RECORDED).split("; ") for key in BLAS_TAGS]
+    if len({len(c) for c in columns}) != 1:  # not aligned: keep the tags as they are
+        return ((*(tags.get(key, NOT_RECORDED) for key in BLAS_TAGS),),)
+    return tuple(sorted(zip(*columns, strict=True)))
+
+
+def recorded_setting(sweep) -> Setting:
+    """The BLAS libraries (kernel, threads) and nnexp.deterministic the sweep's runs recorded
+    in the store — the runs' own setting, not this process's; each distinct one once."""
+    blas: list[tuple[str, str, str]] = []
+    deterministic: list[str] = []
     for run in sweep.runs:
         tags = sweep.client.get_run(run.run_id).data.tags
-        for key in SETTING_TAGS:
-            value = tags.get(key, NOT_RECORDED)
-            if value not in values[key]:
-                values[key].append(value)
-    return values
+        blas += [lib for lib in run_blas(tags) if lib not in blas]
+        flag = tags.get("nnexp.deterministic", NOT_RECORDED)
+        deterministic += [flag] if flag not in deterministic else []
+    return Setting(tuple(sorted(blas)), tuple(deterministic))
 
 
-def _one(values: list[str]) -> str:
-    return " / ".join(f"`{v}`" for v in values) or f"`{NOT_RECORDED}`"
-
-
-def depends_on(setting: dict[str, list[str]]) -> str:
+def depends_on(setting: Setting) -> str:
     """The page's sentence on what its numbers depend on; `page_blas` reads it back."""
+    libraries = " and ".join(
+        f"library `{library}` kernel `{kernel}` threads `{threads}`"
+        for library, kernel, threads in setting.blas
+    )
     text = (
         "**What these numbers depend on**: the seeds in the config and the BLAS the runs"
-        f" recorded — library {_one(setting['blas.library'])},"
-        f" kernel {_one(setting['blas.kernel'])},"
-        f" threads {_one(setting['blas.threads'])}"
+        f" recorded — {libraries or 'none'}"
     )
-    if setting["nnexp.deterministic"] == ["true"]:
+    if setting.reproducible:
         return (
             text + " (`trainer.deterministic=true`). A rerun on the same BLAS library and kernel"
             " gives this table digit for digit, at any thread setting; another kernel (CPU"
             " family) or library can change the last digits"
             " ([check it](README.md#how-the-pages-are-made))."
         )
+    flags = " / ".join(f"`{flag}`" for flag in setting.deterministic)
     return (
-        text + ", and `trainer.deterministic` was not `true` for every run"
-        f" ({_one(setting['nnexp.deterministic'])}): the numbers also depend on the thread"
-        " count, and a rerun may not reproduce them."
+        text + f". `trainer.deterministic` was not `true` for every run ({flags}): the numbers"
+        " also depend on the thread count, and a rerun may not reproduce them."
     )
 
 
-def page_blas(page: str) -> dict[str, str]:
-    """The BLAS library and kernel a page's result section says its runs recorded (as written,
-    backquoted values joined by " / " when the runs disagreed); {} if it says none."""
-    import re
+_LIBRARY = re.compile(r"library `([^`]*)` kernel `([^`]*)` threads `([^`]*)`")
 
-    found = re.search(r"BLAS the runs recorded — library (.+?), kernel (.+?), threads", page)
-    if not found:
-        return {}
-    return {"blas.library": found[1].strip("`"), "blas.kernel": found[2].strip("`")}
+
+def page_blas(page: str) -> list[tuple[str, str, str]]:
+    """The BLAS libraries as (library, kernel, threads) that a page's result section says its
+    runs recorded; [] if it names none."""
+    line = next((s for s in page.splitlines() if s.startswith("**What these numbers")), "")
+    return _LIBRARY.findall(line)
 
 
 def _summary(exp: Experiment, sweep) -> str:
