@@ -1,14 +1,17 @@
 """NaN/Inf: a cheap per-step test, and on failure a message naming where it first appeared
-(epoch, step, layer) and what usually fixes it."""
+(epoch, step, layer) and what usually fixes it. `DivergenceGuard` holds every check the training
+loop makes; each one that fails raises `NonFiniteError` (what then happens is the trainer's
+``nan_policy``, decided in one place)."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from typing import NoReturn
 
 import numpy as np
 
-from nnexp.nn import Parameter, Sequential
+from nnexp.nn import Parameter, Schedule, Sequential, flat_view
 
 
 class NonFiniteError(FloatingPointError):
@@ -74,3 +77,104 @@ def describe(
         f"(lr={lr:g}). Try a lower learning rate (optimizer.lr={lower}), gradient clipping "
         "(trainer.grad_clip.norm=1.0), or standardized inputs (dataset.standardize=true)"
     )
+
+
+class DivergenceGuard:
+    """Every NaN/Inf check of training, and the diagnosis when one fails: a `NonFiniteError`
+    whose message names the epoch, the step, the batch and the layer where the value first
+    appeared, and the usual fixes.
+
+    A step meets the checks in this order: `check_loss` before the backward pass (a replay of
+    the forward pass names the layer), `check_gradients` where clipping or the statistics look
+    at the gradients (before clipping, which would turn an Inf into the limit), `check_weights`
+    after the update (which covers the gradients too). After validation and at the end,
+    `check_metrics`. Steps are named by their global number, counted from 1; `begin_epoch` says
+    which epoch they belong to."""
+
+    def __init__(
+        self,
+        model: Sequential,
+        params: Sequence[Parameter],
+        schedule: Schedule,
+        metrics: Collection[str],
+    ) -> None:
+        self.model, self.params, self.schedule = model, list(params), schedule
+        self.metrics = metrics  # the metric families that must be finite ("val" for val/loss)
+        # What the per-step checks reduce: one packed vector when the model has one
+        # (`nnexp.nn.pack`), else each parameter's array.
+        values, grads = [p.value for p in self.params], [p.grad for p in self.params]
+        self._values = [v] if (v := flat_view(values)) is not None else values
+        self._grads = [g] if (g := flat_view(grads)) is not None else grads
+        self._epoch, self._lr, self._batches, self._first_step = 0, 0.0, 0, 1
+
+    def begin_epoch(self, epoch: int, lr: float, batches: int, first_step: int) -> None:
+        """Epoch `epoch` (from 1) trains at `lr` in `batches` steps, the first numbered
+        `first_step`: its n-th step is its n-th batch."""
+        self._epoch, self._lr, self._batches, self._first_step = epoch, lr, batches, first_step
+
+    def check_loss(self, loss: float, batch: np.ndarray, step: int) -> None:
+        """The step's loss, on input `batch`, before the backward pass."""
+        if not math.isfinite(loss):
+            layer = first_nonfinite_param(self.params, "weights")
+            layer = layer or first_nonfinite_output(self.model, batch)
+            self._fail(f"the loss is {loss}", step, layer)
+
+    def check_gradients(self, step: int, norms: Sequence[float] | None = None) -> None:
+        """The gradients before clipping: their `norms` if at hand, else the arrays."""
+        finite = all_finite(self._grads) if norms is None else math.isfinite(sum(norms))
+        if not finite:
+            what, layer = nonfinite_gradient(self.params)
+            self._fail(what, step, layer)
+
+    def check_weights(self, step: int, norms: Sequence[float] | None = None) -> None:
+        """The weights after the update (their `norms`, if at hand, spare a pass over them)."""
+        # One check after the update covers the gradients too: NaN and Inf survive every
+        # update rule (even at lr 0, 0 * Inf is NaN), so the weights are finite only if
+        # the gradients were and the update did not overflow — one pass over the
+        # parameters per step instead of two. The spoiled weights are never kept: an
+        # error ends the run (checkpoints hold finished epochs) and nan_policy=stop
+        # restores the epoch's start. Sampled steps need the weights' norms anyway
+        # (update ratios), and a finite sum of squares means finite elements.
+        if not all_finite(self._values, norms):
+            what = "the gradient is not finite"
+            layer = first_nonfinite_param(self.params, "gradient")
+            if layer is None:
+                what = "the update made the weights non-finite"
+                layer = first_nonfinite_param(self.params, "weights")
+            self._fail(what, step, layer)
+
+    def check_metrics(
+        self, metrics: Mapping[str, float], *, epoch: int, step: int, lr: float
+    ) -> None:
+        """Losses and quality metrics must be finite: the weights can be finite and still
+        overflow on other data (validation, test). Named by the epoch and the last step taken
+        before the evaluation, trained at `lr`."""
+        families = self.metrics
+        bad = [
+            k for k, v in metrics.items() if k.split("/")[0] in families and not math.isfinite(v)
+        ]
+        if bad:
+            layer = first_nonfinite_param(self.params, "weights")
+            what = f"{bad[0]} is {metrics[bad[0]]}"
+            raise NonFiniteError(self._message(what, epoch, step, "evaluation", lr, layer))
+
+    def _fail(self, what: str, step: int, layer: str | None) -> NoReturn:
+        batch = f"batch {step - self._first_step + 1} of {self._batches}"
+        raise NonFiniteError(self._message(what, self._epoch, step, batch, self._lr, layer))
+
+    def _message(
+        self, what: str, epoch: int, step: int, batch: str, lr: float, layer: str | None
+    ) -> str:
+        base_lr = getattr(self.schedule, "base_lr", lr)
+        return describe(
+            what, epoch=epoch, step=step, batch=batch, lr=lr, base_lr=base_lr, layer=layer
+        )
+
+
+def nonfinite_gradient(params: Sequence[Parameter]) -> tuple[str, str]:
+    """What is wrong with gradients whose norm is not finite, and where: a NaN/Inf element, or
+    finite elements so large that their squares overflow."""
+    layer = first_nonfinite_param(params, "gradient")
+    if layer is not None:
+        return "the gradient is not finite", layer
+    return "the gradient norm overflows", largest_gradient(params)

@@ -10,9 +10,9 @@ the run failed)."""
 
 from __future__ import annotations
 
-import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -29,20 +29,12 @@ from nnexp.nn import (
     add_l2_grad,
     clip_by_global_norm,
     clip_by_value,
-    flat_view,
     grad_norms,
     param_norms,
 )
 from nnexp.nn.workspace import Workspace
 from nnexp.train.callbacks import Callback
-from nnexp.train.divergence import (
-    NonFiniteError,
-    all_finite,
-    describe,
-    first_nonfinite_output,
-    first_nonfinite_param,
-    largest_gradient,
-)
+from nnexp.train.divergence import DivergenceGuard, NonFiniteError
 
 STATS = ("grad_norm", "update_ratio", "activations")
 RESULTS = ("train", "val", "test")  # the metric families that describe the model's quality
@@ -109,11 +101,7 @@ class Trainer:
         self._good_t = 0
         # A batch of one cannot be batch-normalized: fold such a remainder into the last batch.
         self._min_batch = 2 if any(isinstance(m, BatchNorm1d) for m in model.modules) else 1
-        # What the per-step NaN/Inf checks reduce: one packed vector when the model has one
-        # (`nnexp.nn.pack`), else each parameter's array.
-        values, grads = [p.value for p in self.params], [p.grad for p in self.params]
-        self._values = [v] if (v := flat_view(values)) is not None else values
-        self._grads = [g] if (g := flat_view(grads)) is not None else grads
+        self.guard = DivergenceGuard(model, self.params, schedule, RESULTS)
         self._xb, self._yb = Workspace(), Workspace()  # the current batch
 
     # --- the loop ---------------------------------------------------------------------------
@@ -121,44 +109,50 @@ class Trainer:
     def fit(self) -> dict[str, float]:
         try:
             self._emit("on_fit_start")
-            while self.epoch < self.settings.epochs and not self.should_stop:
-                started = time.perf_counter()
-                if self.settings.nan_policy == "stop":
-                    self._good = [a.copy() for a in self._state_arrays()]
-                    self._good_t = self.optimizer.t
-                metrics = self._train_epoch()
-                if metrics is None:  # diverged under nan_policy=stop: the epoch is void
-                    break
-                metrics |= self.evaluate("val")
-                if not self._metrics_finite(metrics, self.epoch + 1):
-                    break
-                self.epoch += 1
-                metrics["time/epoch_s"] = time.perf_counter() - started
-                self.schedule.observe(metrics[self.settings.objective])
-                self.history.append(metrics)
-                self._emit("on_epoch_end", self.epoch, metrics)
+            with self._nan_policy():
+                while self.epoch < self.settings.epochs and not self.should_stop:
+                    self._run_epoch()
             self._good = None  # the weights now are the last good epoch's: nothing to undo
-            final = dict(self.history[-1]) if self.history else {}
-            if self.restored is not None:  # what the run reports describes the model it returns
-                epoch, metrics = self.restored
-                final |= metrics
-                final["best/epoch"] = float(epoch)
-            if len(self.data.X_test):
-                test = self.evaluate("test")
-                if self._metrics_finite(test, self.epoch):
-                    final |= test
-            final["epochs_run"] = float(self.epoch)
+            final = self._final_metrics()
             self._emit("on_fit_end", final)
             return final
         except BaseException as exc:
-            for cb in self.callbacks:
-                try:
-                    cb.on_exception(self, exc)
-                except Exception as inner:  # never mask the original error
-                    print(f"warning: {type(cb).__name__}.on_exception failed: {inner!r}")
+            self._tell_callbacks(exc)
             raise
 
-    def _train_epoch(self) -> dict[str, float] | None:
+    def _run_epoch(self) -> None:
+        """Train an epoch, validate, and record it (unless the guard finds NaN/Inf)."""
+        started = time.perf_counter()
+        self._keep_good_state()
+        metrics = self._train_epoch()
+        metrics |= self.evaluate("val")
+        self.guard.check_metrics(
+            metrics, epoch=self.epoch + 1, step=self.global_step, lr=self.optimizer.lr
+        )
+        self.epoch += 1
+        metrics["time/epoch_s"] = time.perf_counter() - started
+        self.schedule.observe(metrics[self.settings.objective])
+        self.history.append(metrics)
+        self._emit("on_epoch_end", self.epoch, metrics)
+
+    def _final_metrics(self) -> dict[str, float]:
+        """The last epoch's metrics (or the restored one's), the test metrics, epochs run."""
+        final = dict(self.history[-1]) if self.history else {}
+        if self.restored is not None:  # what the run reports describes the model it returns
+            epoch, metrics = self.restored
+            final |= metrics
+            final["best/epoch"] = float(epoch)
+        if len(self.data.X_test):
+            with self._nan_policy():
+                test = self.evaluate("test")
+                # Epoch 1 when none was completed: the name the message has always used.
+                at = {"epoch": max(self.epoch, 1), "step": self.global_step}
+                self.guard.check_metrics(test, **at, lr=self.optimizer.lr)
+                final |= test
+        final["epochs_run"] = float(self.epoch)
+        return final
+
+    def _train_epoch(self) -> dict[str, float]:
         s, d = self.settings, self.data
         lr = self.schedule(self.epoch)
         self.optimizer.lr = lr
@@ -172,11 +166,12 @@ class Trainer:
         batch_listeners = [
             cb for cb in self.callbacks if type(cb).on_batch_end is not Callback.on_batch_end
         ]
-        model, loss_fn, params = self.model, self.loss, self.params
+        model, loss_fn, params, guard = self.model, self.loss, self.params, self.guard
+        guard.begin_epoch(self.epoch + 1, lr, len(starts), self.global_step + 1)
         loss_sum, correct = 0.0, 0
         # Overflow is expected when training diverges: it is caught below, with context.
         with np.errstate(over="ignore", invalid="ignore"):
-            for i, (start, end) in enumerate(zip(starts, ends, strict=True)):
+            for start, end in zip(starts, ends, strict=True):
                 idx = order[start:end]
                 # Batches are gathered by index into reused buffers: no per-step allocation and
                 # never a shuffled copy of the whole set.
@@ -187,11 +182,7 @@ class Trainer:
                 if sample:
                     self._timed(stats.sample_activations)
                 loss, dlogits = loss_fn.value_and_grad(logits, yb)
-                if not math.isfinite(loss):
-                    layer = first_nonfinite_param(params, "weights") or first_nonfinite_output(
-                        model, xb
-                    )
-                    return self._diverged(f"the loss is {loss}", lr, _batch(i, starts), layer)
+                guard.check_loss(loss, xb, self.global_step + 1)
                 loss_sum += loss * len(idx)
                 if d.classification:
                     correct += int(np.count_nonzero(loss_fn.predict(logits) == yb))
@@ -199,35 +190,18 @@ class Trainer:
                 if s.l2:
                     add_l2_grad(params, s.l2)
                 if s.clip_value:  # clipping would turn an Inf into the limit: look first
-                    if not all_finite(self._grads):
-                        what, layer = _nonfinite_gradient(params)
-                        return self._diverged(what, lr, _batch(i, starts), layer)
+                    guard.check_gradients(self.global_step + 1)
                     clip_by_value(params, s.clip_value)
                 # The gradient norms are statistics, and clipping by norm reuses them.
                 norms = None
                 if sample or s.clip_norm:
                     norms = self._timed(grad_norms, params, count=sample)
-                    if not math.isfinite(sum(norms)):
-                        what, layer = _nonfinite_gradient(params)
-                        return self._diverged(what, lr, _batch(i, starts), layer)
+                    guard.check_gradients(self.global_step + 1, norms)
                 if s.clip_norm:
                     clip_by_global_norm(params, s.clip_norm, norms)
                 self.optimizer.step()
-                # One check after the update covers the gradients too: NaN and Inf survive every
-                # update rule (even at lr 0, 0 * Inf is NaN), so the weights are finite only if
-                # the gradients were and the update did not overflow — one pass over the
-                # parameters per step instead of two. The spoiled weights are never kept: an
-                # error ends the run (checkpoints hold finished epochs) and nan_policy=stop
-                # restores the epoch's start. Sampled steps need the weights' norms anyway
-                # (update ratios), and a finite sum of squares means finite elements.
                 value_norms = self._timed(param_norms, params) if sample else None
-                if not all_finite(self._values, value_norms):
-                    what = "the gradient is not finite"
-                    layer = first_nonfinite_param(params, "gradient")
-                    if layer is None:
-                        what = "the update made the weights non-finite"
-                        layer = first_nonfinite_param(params, "weights")
-                    return self._diverged(what, lr, _batch(i, starts), layer)
+                guard.check_weights(self.global_step + 1, value_norms)  # covers the gradients
                 self.global_step += 1
                 if sample:
                     self._timed(stats.sample, norms, lr, value_norms)
@@ -246,42 +220,33 @@ class Trainer:
             self.stats_seconds += time.perf_counter() - started
         return result
 
-    def _diverged(
-        self, what: str, lr: float, where: str, layer: str | None = None, *, epoch: int = 0
-    ) -> None:
-        """Raise (policy raise), or roll back to the last good epoch and end training (stop).
-        Called before `global_step` counts the failing step (so step + 1 names it)."""
-        message = describe(
-            what,
-            epoch=epoch or self.epoch + 1,
-            step=self.global_step + 1,
-            batch=where,
-            lr=lr,
-            base_lr=getattr(self.schedule, "base_lr", lr),
-            layer=layer,
-        )
-        if self.settings.nan_policy != "stop":
-            raise NonFiniteError(message)
+    # --- NaN/Inf: the guard raises NonFiniteError, trainer.nan_policy decides here ------------
+
+    @contextmanager
+    def _nan_policy(self) -> Iterator[None]:
+        """Where a divergence ends. Policy raise lets the `NonFiniteError` through; policy stop
+        puts back the state the last good epoch ended with, ends training and keeps the
+        message in `diverged` (the rest of the block is skipped either way)."""
+        try:
+            yield
+        except NonFiniteError as error:
+            if self.settings.nan_policy != "stop":
+                raise
+            self._roll_back()
+            self.should_stop, self.diverged = True, str(error)
+            self.stop_reason = "diverged (trainer.nan_policy=stop): kept the last good epoch"
+
+    def _keep_good_state(self) -> None:
+        """Under nan_policy=stop: copy the state as the epoch begins (the last good one)."""
+        if self.settings.nan_policy == "stop":
+            self._good = [a.copy() for a in self._state_arrays()]
+            self._good_t = self.optimizer.t
+
+    def _roll_back(self) -> None:
         if self._good is not None:
             for target, good in zip(self._state_arrays(), self._good, strict=True):
                 np.copyto(target, good)
             self.optimizer.t = self._good_t
-        self.should_stop, self.diverged = True, message
-        self.stop_reason = "diverged (trainer.nan_policy=stop): kept the last good epoch"
-
-    def _metrics_finite(self, metrics: dict[str, float], epoch: int) -> bool:
-        """Losses and quality metrics must be finite: the weights can be finite and still
-        overflow on other data (validation, test)."""
-        bad = [k for k, v in metrics.items() if k.split("/")[0] in RESULTS and not math.isfinite(v)]
-        if bad:
-            layer = first_nonfinite_param(self.params, "weights")
-            what = f"{bad[0]} is {metrics[bad[0]]}"
-            self.global_step -= 1  # no step failed: name the last one taken
-            try:
-                self._diverged(what, self.optimizer.lr, "evaluation", layer, epoch=epoch)
-            finally:
-                self.global_step += 1
-        return not bad
 
     def _state_arrays(self) -> list[np.ndarray]:
         """Everything a step changes: weights, buffers and the optimizer's state arrays."""
@@ -316,6 +281,13 @@ class Trainer:
         for cb in self.callbacks:
             getattr(cb, event)(self, *args)
 
+    def _tell_callbacks(self, exc: BaseException) -> None:
+        for cb in self.callbacks:
+            try:
+                cb.on_exception(self, exc)
+            except Exception as inner:  # never mask the original error
+                print(f"warning: {type(cb).__name__}.on_exception failed: {inner!r}")
+
 
 def _gather(array: np.ndarray, idx: np.ndarray, workspace: Workspace) -> np.ndarray:
     """Rows `idx` of `array`, into a buffer reused from step to step."""
@@ -323,16 +295,3 @@ def _gather(array: np.ndarray, idx: np.ndarray, workspace: Workspace) -> np.ndar
     # mode="clip": the indices come from a permutation, so none is out of range; the default
     # mode ("raise") makes `take` write into a temporary and copy it to `out`: 2x slower.
     return array.take(idx, axis=0, out=out, mode="clip")
-
-
-def _nonfinite_gradient(params: Sequence) -> tuple[str, str]:
-    """What is wrong with gradients whose norm is not finite, and where: a NaN/Inf element, or
-    finite elements so large that their squares overflow."""
-    layer = first_nonfinite_param(params, "gradient")
-    if layer is not None:
-        return "the gradient is not finite", layer
-    return "the gradient norm overflows", largest_gradient(params)
-
-
-def _batch(i: int, starts: list[int]) -> str:
-    return f"batch {i + 1} of {len(starts)}"

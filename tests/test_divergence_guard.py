@@ -1,0 +1,140 @@
+"""The divergence guard: every NaN/Inf check of training raises NonFiniteError with the full
+message (what, where, the usual fixes), and the trainer applies nan_policy in one place. The
+paths tests/test_nan.py does not reach: a non-finite loss, clipping by value and by norm, a
+gradient norm that overflows with finite elements, the test metrics under both policies."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from nnexp.nn import MSE, SGD, mlp
+from nnexp.nn.schedules import Constant
+from nnexp.train import Data, NonFiniteError, Trainer, TrainSettings
+from nnexp.train.divergence import DivergenceGuard
+from nnexp.train.trainer import RESULTS
+
+FIXES = (
+    "(lr=0.01). Try a lower learning rate (optimizer.lr=0.001), gradient clipping "
+    "(trainer.grad_clip.norm=1.0), or standardized inputs (dataset.standardize=true)"
+)
+
+
+def _data(huge_train_row: int | None = None, test_scale: float = 1.0) -> Data:
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((96, 3)).astype(np.float32)
+    y = (X @ np.array([1.0, -2.0, 0.5], dtype=np.float32)).astype(np.float32)
+    X_train = X[:64].copy()
+    if huge_train_row is not None:
+        X_train[huge_train_row] *= np.float32(1e30)
+    X_test = X[80:] * np.float32(test_scale)
+    return Data(X_train, y[:64], X[64:80], y[64:80], X_test, y[80:], classification=False)
+
+
+def _trainer(data: Data, policy: str = "raise", **settings) -> Trainer:
+    model = mlp(3, [4], 1, activation="identity", seed=1)
+    opt = SGD(list(model.parameters()), lr=0.01)
+    settings = {"stats": ()} | settings
+    s = TrainSettings(epochs=3, batch_size=16, nan_policy=policy, **settings)
+    return Trainer(model, MSE(), opt, Constant(0.01), data, s)
+
+
+def _poison_gradient(trainer: Trainer, value: float, step: int = 6) -> None:
+    """From `step` on, the second dense layer's weight gradient holds `value`."""
+    dense = trainer.model.modules[2]
+    backward, calls = dense.backward, [0]
+
+    def poisoned(dy, need_dx=True):
+        dx = backward(dy, need_dx)
+        calls[0] += 1
+        if calls[0] >= step:
+            dense.W.grad.flat[1] = value
+        return dx
+
+    dense.backward = poisoned
+
+
+def _message(trainer: Trainer) -> str:
+    with pytest.raises(NonFiniteError) as err:
+        trainer.fit()
+    return str(err.value)
+
+
+def test_a_non_finite_loss_is_named_by_a_replay_of_the_forward_pass():
+    message = _message(_trainer(_data(huge_train_row=40)))
+    assert message == (
+        "training diverged at epoch 1, step 2 (batch 2 of 4): the loss is inf at the loss "
+        f"computation (outputs finite but up to 6.49e+29) {FIXES}"
+    )
+
+
+@pytest.mark.parametrize(
+    "settings", [{"clip_value": 1.0}, {"clip_norm": 1.0}, {"stats": ("grad_norm",)}, {}]
+)
+def test_a_nan_gradient_is_named_before_clipping_or_after_the_update(settings):
+    trainer = _trainer(_data(), **settings)
+    _poison_gradient(trainer, np.nan)
+    assert _message(trainer) == (
+        "training diverged at epoch 2, step 6 (batch 2 of 4): the gradient is not finite at "
+        f"dense_1/W {FIXES}"
+    )
+    assert (trainer.epoch, trainer.global_step) == (1, 5)  # the failing step is not counted
+
+
+@pytest.mark.parametrize("settings", [{"clip_norm": 1.0}, {"stats": ("grad_norm",)}])
+def test_finite_gradients_whose_norm_overflows_name_the_largest(settings):
+    trainer = _trainer(_data(), **settings)
+    _poison_gradient(trainer, np.float32(1e30))
+    assert _message(trainer) == (
+        "training diverged at epoch 2, step 6 (batch 2 of 4): the gradient norm overflows at "
+        f"dense_1/W (|gradient| up to 1e+30) {FIXES}"
+    )
+
+
+def test_test_metrics_name_the_last_epoch_and_step():
+    message = _message(_trainer(_data(test_scale=1e30)))
+    assert message == (
+        f"training diverged at epoch 3, step 12 (evaluation): test/loss is inf {FIXES}"
+    )
+
+
+def test_policy_stop_on_the_test_metrics_keeps_the_trained_model_and_drops_them():
+    trainer = _trainer(_data(test_scale=1e30), policy="stop")
+    final = trainer.fit()
+    assert trainer.diverged == (
+        f"training diverged at epoch 3, step 12 (evaluation): test/loss is inf {FIXES}"
+    )
+    assert trainer.should_stop and trainer.stop_reason.startswith("diverged")
+    assert trainer.epoch == 3 and final["epochs_run"] == 3.0
+    assert not any(k.startswith("test/") for k in final)
+    assert final["val/loss"] == trainer.history[-1]["val/loss"]
+
+
+def test_policy_stop_on_a_non_finite_loss_voids_the_epoch():
+    trainer = _trainer(_data(huge_train_row=40), policy="stop")
+    final = trainer.fit()
+    assert trainer.diverged is not None and "step 2 (batch 2 of 4)" in trainer.diverged
+    assert trainer.epoch == 0 and trainer.history == []
+    assert {"test/loss", "test/rmse"} <= final.keys() and final["epochs_run"] == 0.0
+
+
+def test_the_guard_alone():
+    model = mlp(3, [4], 1, activation="identity", seed=1)
+    params = list(model.parameters())
+    guard = DivergenceGuard(model, params, Constant(0.5), RESULTS)
+    guard.begin_epoch(4, lr=0.25, batches=10, first_step=31)
+    with np.errstate(over="ignore", invalid="ignore"):
+        guard.check_loss(1.0, np.ones((2, 3), np.float32), step=33)
+        guard.check_gradients(33)
+        guard.check_gradients(33, norms=[1.0, 2.0])
+        guard.check_weights(33)
+        guard.check_metrics({"val/loss": 1.0, "lr": np.inf}, epoch=4, step=40, lr=0.25)
+        params[1].grad[0] = np.inf
+        with pytest.raises(NonFiniteError) as err:
+            guard.check_gradients(33)
+        assert str(err.value).startswith(
+            "training diverged at epoch 4, step 33 (batch 3 of 10): the gradient is not finite "
+            "at dense_0/b (lr=0.25). Try a lower learning rate (optimizer.lr=0.05)"
+        )
+        with pytest.raises(NonFiniteError, match=r"epoch 5, step 40 \(evaluation\): val/acc"):
+            guard.check_metrics({"val/loss": 1.0, "val/acc": np.nan}, epoch=5, step=40, lr=0.25)
