@@ -61,12 +61,13 @@ if TYPE_CHECKING:
 
 class MlflowTracker(Callback):
     """Logs one training run to MLflow. Arguments are prepared by the runner: `params` is the
-    resolved config flattened to dotted keys, `run_dir` is Hydra's job directory (with
-    ``.hydra/``), `write_bundle(dir)` writes the model bundle into `dir` and returns it, and
-    `input_example` holds a few raw input rows for the model signature. `resume_run_id`
-    reopens that run instead of creating one; `log_every` is the runner's logging interval
-    (epochs), used when sending a resumed run's missing epochs; `plot_worker` draws the plots
-    in a separate process, overlapping the run (`nnexp.tracking.plot_worker`)."""
+        resolved config flattened to dotted keys, `run_dir` is Hydra's job directory (with
+        ``.hydra/``), `write_bundle(dir)` writes the model bundle into `dir` and returns it, and
+        `input_example` holds a few raw input rows for the model signature (`artifacts=False`: only
+    metrics, params, tags and the status are recorded). `resume_run_id`
+        reopens that run instead of creating one; `log_every` is the runner's logging interval
+        (epochs), used when sending a resumed run's missing epochs; `plot_worker` draws the plots
+        in a separate process, overlapping the run (`nnexp.tracking.plot_worker`)."""
 
     def __init__(
         self,
@@ -86,6 +87,7 @@ class MlflowTracker(Callback):
         log_every: int = 1,
         retry_every_s: float = 30.0,
         plot_worker: bool = False,
+        artifacts: bool = True,
     ) -> None:
         self.uri = uri
         self.experiment = experiment
@@ -102,6 +104,9 @@ class MlflowTracker(Callback):
         self.log_every = log_every
         self.retry_every_s = retry_every_s
         self.plot_worker = plot_worker
+        # False: metrics (and params, tags, status) only — no config, checkpoints, plots or
+        # model uploaded (what a benchmark of the per-epoch cost wants).
+        self.artifacts = artifacts
         self.client: MlflowClient | None = None
         self.experiment_id: str | None = None
         self.run_id: str | None = None
@@ -277,6 +282,8 @@ class MlflowTracker(Callback):
 
     def _log_config(self, hydra_path: str = "hydra") -> None:
         """``.hydra/*.yaml`` under ``hydra/``, and the resolved config as ``config.yaml``."""
+        if not self.artifacts:
+            return
         hydra_dir = self.run_dir / ".hydra"
         for path in sorted(hydra_dir.glob("*.yaml")):
             self.client.log_artifact(self.run_id, str(path), hydra_path)
@@ -330,6 +337,8 @@ class MlflowTracker(Callback):
 
     def _send_checkpoints(self) -> None:
         """The checkpoints and their history (not the lock or the run record beside them)."""
+        if not self.artifacts:
+            return
         d = self.checkpoint_dir
         files = sorted(d.glob("*.npz")) + sorted(d.glob("history.jsonl")) if d.is_dir() else []
         for path in map(str, files):
@@ -361,6 +370,8 @@ class MlflowTracker(Callback):
             worker.stop()
 
     def _send_plots(self, history: Sequence[Mapping[str, float]]) -> None:
+        if not self.artifacts:
+            return
         from nnexp.tracking.plots import make_plots
 
         directory = self.run_dir / "plots"  # kept with the run: the spool may point at it
@@ -382,6 +393,8 @@ class MlflowTracker(Callback):
             )
 
     def _send_model(self, step: int) -> None:
+        if not self.artifacts:
+            return
         from nnexp.tracking.pyfunc import log_pyfunc_model
 
         if not self.offline or self._reconnect():
