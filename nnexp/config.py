@@ -1,9 +1,12 @@
 """Config schemas: dataclasses registered in Hydra's ConfigStore.
 
-OmegaConf enforces the types and rejects unknown keys at composition. The value rules (lr > 0,
-a known init, ...) live in each schema's ``__post_init__``, which runs when the runner converts
-the composed config to objects (`OmegaConf.to_object`) — before any data is loaded. Every
-message names the key, the value and what is allowed.
+OmegaConf enforces the types and rejects unknown keys at composition. Each field states its
+default and its value rule once, in its metadata (`nnexp.schema`: ``bounded`` limits,
+``choice`` of allowed names, ``checked`` rules of its own); each schema's ``__post_init__`` runs
+the one generic checker over them, then the few rules across fields (nesterov needs momentum,
+init_scale only with a random init, the objective's direction). That happens when the runner
+converts the composed config to objects (`OmegaConf.to_object`) — before any data is loaded.
+Every message names the key, the value and what is allowed.
 
 Each option of the `optimizer/` and `schedule/` groups has a schema of its own (SGD has no
 beta2), as every `dataset/` option does (from `nnexp.data`): ``optimizer.beta2=0.9`` with
@@ -21,6 +24,7 @@ from omegaconf import MISSING, OmegaConf
 from nnexp.data import DATASETS
 from nnexp.nn import ACTIVATIONS, INITIALIZERS, LOSSES
 from nnexp.objective import MODES, Objective, direction_of
+from nnexp.schema import bounded, check_fields, checked, choice
 
 DTYPES = ("float32", "float64")
 STATS = ("grad_norm", "update_ratio", "activations")
@@ -30,13 +34,23 @@ class ConfigError(ValueError):
     """A config value that composes (right type) but cannot be used."""
 
 
-def _require(ok: bool, key: str, value: Any, allowed: str) -> None:
+def _fail(key: str, value: Any, rule: str) -> ConfigError:
+    return ConfigError(f"{key}={value!r}: {rule}")
+
+
+def _require(ok: bool, key: str, value: Any, rule: str) -> None:
+    """A rule across fields (the per-field ones are in the fields' metadata)."""
     if not ok:
-        raise ConfigError(f"{key}={value!r}: {allowed}")
+        raise _fail(key, value, rule)
 
 
-def _one_of(key: str, value: Any, allowed) -> None:
-    _require(value in allowed, key, value, "allowed: " + ", ".join(sorted(allowed)))
+def _check(obj: Any, group: str) -> None:
+    """The rules in the metadata of every field of ``obj``'s schema, keys as ``<group>.<field>``."""
+    check_fields(obj, type(obj), _fail, prefix=f"{group}.")
+
+
+def _widths(hidden: list[int]) -> bool:
+    return len(hidden) > 0 and all(w >= 1 for w in hidden)
 
 
 # --- model ---------------------------------------------------------------------------------------
@@ -44,31 +58,34 @@ def _one_of(key: str, value: Any, allowed) -> None:
 
 @dataclass
 class ModelConfig:
-    hidden: list[int] = field(default_factory=lambda: [16])
-    activation: str = "relu"
+    # (RUF009: these helpers return a field with a default_factory for a list default)
+    hidden: list[int] = checked(  # noqa: RUF009
+        [16], _widths, "must be a non-empty list of layer widths >= 1"
+    )
+    activation: str = choice("relu", ACTIVATIONS)
     alpha: float | None = None  # slope of leaky_relu / scale of elu (None: their defaults)
-    init: str = "he"
-    init_scale: float | None = None  # std of init=normal, limit of init=uniform
-    dropout: float = 0.0
+    init: str = choice("he", INITIALIZERS)
+    init_scale: float | None = bounded(None, gt=0)  # std of init=normal, limit of init=uniform
+    dropout: float = bounded(0.0, ge=0, lt=1)
     batch_norm: bool = False
-    output: str = "auto"  # the fused loss: auto picks it from the dataset's task
+    output: str = choice("auto", {"auto", *LOSSES})  # the fused loss: auto picks it by task
 
     def __post_init__(self) -> None:
-        _require(
-            len(self.hidden) > 0 and all(w >= 1 for w in self.hidden),
-            "model.hidden",
-            list(self.hidden),
-            "must be a non-empty list of layer widths >= 1",
-        )
-        _one_of("model.activation", self.activation, ACTIVATIONS)
-        _one_of("model.init", self.init, INITIALIZERS)
-        _require(0.0 <= self.dropout < 1.0, "model.dropout", self.dropout, "must be in [0, 1)")
-        _one_of("model.output", self.output, {"auto", *LOSSES})
+        _check(self, "model")
         if self.init_scale is not None:
-            _require(self.init_scale > 0, "model.init_scale", self.init_scale, "must be > 0")
-            _one_of("model.init (with model.init_scale)", self.init, {"normal", "uniform"})
+            _require(
+                self.init in {"normal", "uniform"},
+                "model.init (with model.init_scale)",
+                self.init,
+                "allowed: normal, uniform",
+            )
         if self.alpha is not None:
-            _one_of("model.activation (with model.alpha)", self.activation, {"leaky_relu", "elu"})
+            _require(
+                self.activation in {"leaky_relu", "elu"},
+                "model.activation (with model.alpha)",
+                self.activation,
+                "allowed: elu, leaky_relu",
+            )
 
 
 # --- optimizer -----------------------------------------------------------------------------------
@@ -77,21 +94,20 @@ class ModelConfig:
 @dataclass
 class OptimizerConfig:
     name: str = MISSING
-    lr: float = 0.1
+    lr: float = bounded(0.1, gt=0)
 
     def __post_init__(self) -> None:
-        _require(self.lr > 0, "optimizer.lr", self.lr, "must be > 0")
+        _check(self, "optimizer")
 
 
 @dataclass
 class SGDConfig(OptimizerConfig):
     name: str = "sgd"
-    momentum: float = 0.0
+    momentum: float = bounded(0.0, ge=0, lt=1)
     nesterov: bool = False
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _require(0 <= self.momentum < 1, "optimizer.momentum", self.momentum, "must be in [0, 1)")
         if self.nesterov:
             _require(self.momentum > 0, "optimizer.momentum", self.momentum, "nesterov needs > 0")
 
@@ -99,42 +115,24 @@ class SGDConfig(OptimizerConfig):
 @dataclass
 class RMSpropConfig(OptimizerConfig):
     name: str = "rmsprop"
-    lr: float = 0.001
-    rho: float = 0.9
-    eps: float = 1e-8
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        _require(0 <= self.rho < 1, "optimizer.rho", self.rho, "must be in [0, 1)")
-        _require(self.eps > 0, "optimizer.eps", self.eps, "must be > 0")
+    lr: float = bounded(0.001, gt=0)
+    rho: float = bounded(0.9, ge=0, lt=1)
+    eps: float = bounded(1e-8, gt=0)
 
 
 @dataclass
 class AdamConfig(OptimizerConfig):
     name: str = "adam"
-    lr: float = 0.001
-    beta1: float = 0.9
-    beta2: float = 0.999
-    eps: float = 1e-8
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        for key in ("beta1", "beta2"):
-            value = getattr(self, key)
-            _require(0 <= value < 1, f"optimizer.{key}", value, "must be in [0, 1)")
-        _require(self.eps > 0, "optimizer.eps", self.eps, "must be > 0")
+    lr: float = bounded(0.001, gt=0)
+    beta1: float = bounded(0.9, ge=0, lt=1)
+    beta2: float = bounded(0.999, ge=0, lt=1)
+    eps: float = bounded(1e-8, gt=0)
 
 
 @dataclass
 class AdamWConfig(AdamConfig):
     name: str = "adamw"
-    weight_decay: float = 0.01
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        _require(
-            self.weight_decay >= 0, "optimizer.weight_decay", self.weight_decay, "must be >= 0"
-        )
+    weight_decay: float = bounded(0.01, ge=0)
 
 
 # --- schedule ------------------------------------------------------------------------------------
@@ -144,61 +142,43 @@ class AdamWConfig(AdamConfig):
 class ScheduleConfig:
     name: str = "constant"
 
+    def __post_init__(self) -> None:
+        _check(self, "schedule")
+
 
 @dataclass
 class StepScheduleConfig(ScheduleConfig):
     name: str = "step"
-    gamma: float = 0.95
-    step_size: int = 10
-
-    def __post_init__(self) -> None:
-        _require(0 < self.gamma <= 1, "schedule.gamma", self.gamma, "must be in (0, 1]")
-        _require(self.step_size >= 1, "schedule.step_size", self.step_size, "must be >= 1")
+    gamma: float = bounded(0.95, gt=0, le=1)
+    step_size: int = bounded(10, ge=1)
 
 
 @dataclass
 class ExponentialScheduleConfig(ScheduleConfig):
     name: str = "exponential"
-    gamma: float = 0.97
-
-    def __post_init__(self) -> None:
-        _require(0 < self.gamma <= 1, "schedule.gamma", self.gamma, "must be in (0, 1]")
+    gamma: float = bounded(0.97, gt=0, le=1)
 
 
 @dataclass
 class CosineScheduleConfig(ScheduleConfig):
     name: str = "cosine"
-    min_lr: float = 0.0
-    total: int | None = None  # epochs; None: trainer.epochs
-
-    def __post_init__(self) -> None:
-        _require(self.min_lr >= 0, "schedule.min_lr", self.min_lr, "must be >= 0")
-        _require(
-            self.total is None or self.total >= 1, "schedule.total", self.total, "must be >= 1"
-        )
+    min_lr: float = bounded(0.0, ge=0)
+    total: int | None = bounded(None, ge=1)  # epochs; None: trainer.epochs
 
 
 @dataclass
 class WarmupCosineScheduleConfig(CosineScheduleConfig):
     name: str = "warmup_cosine"
-    warmup: int = 5
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        _require(self.warmup >= 1, "schedule.warmup", self.warmup, "must be >= 1")
+    warmup: int = bounded(5, ge=1)
 
 
 @dataclass
 class PlateauScheduleConfig(ScheduleConfig):
     name: str = "plateau"
-    factor: float = 0.5
-    patience: int = 5
+    factor: float = bounded(0.5, gt=0, lt=1)
+    patience: int = bounded(5, ge=0)
     min_delta: float = 1e-4
     min_lr: float = 1e-6
-
-    def __post_init__(self) -> None:
-        _require(0 < self.factor < 1, "schedule.factor", self.factor, "must be in (0, 1)")
-        _require(self.patience >= 0, "schedule.patience", self.patience, "must be >= 0")
 
 
 # --- regularization, trainer, tracking -----------------------------------------------------------
@@ -207,94 +187,66 @@ class PlateauScheduleConfig(ScheduleConfig):
 @dataclass
 class RegularizationConfig:
     name: str = "none"
-    l2: float = 0.0  # lambda of the penalty 0.5 * lambda * ||W||^2 (weights, not biases)
-    dropout: float | None = None  # None: keep model.dropout
+    l2: float = bounded(0.0, ge=0)  # lambda of the penalty 0.5 * lambda * ||W||^2 (weights only)
+    dropout: float | None = bounded(None, ge=0, lt=1)  # None: keep model.dropout
     batch_norm: bool | None = None  # None: keep model.batch_norm
     early_stopping: bool = False
-    patience: int = 10
-    min_delta: float = 0.0
+    patience: int = bounded(10, ge=1)
+    min_delta: float = bounded(0.0, ge=0)
     restore_best: bool = True
 
     def __post_init__(self) -> None:
-        _require(self.l2 >= 0, "regularization.l2", self.l2, "must be >= 0")
-        if self.dropout is not None:
-            _require(
-                0 <= self.dropout < 1, "regularization.dropout", self.dropout, "must be in [0, 1)"
-            )
-        _require(self.patience >= 1, "regularization.patience", self.patience, "must be >= 1")
-        _require(self.min_delta >= 0, "regularization.min_delta", self.min_delta, "must be >= 0")
+        _check(self, "regularization")
 
 
 @dataclass
 class GradClipConfig:
-    norm: float | None = None  # max global L2 norm of all gradients
-    value: float | None = None  # max absolute value of each gradient element
+    norm: float | None = bounded(None, gt=0)  # max global L2 norm of all gradients
+    value: float | None = bounded(None, gt=0)  # max absolute value of each gradient element
 
     def __post_init__(self) -> None:
-        for key in ("norm", "value"):
-            value = getattr(self, key)
-            _require(value is None or value > 0, f"trainer.grad_clip.{key}", value, "must be > 0")
+        _check(self, "trainer.grad_clip")
+
+
+def _train_or_val(objective: str) -> bool:
+    return objective.startswith(("val/", "train/"))
 
 
 @dataclass
 class TrainerConfig:
-    epochs: int = 100
-    batch_size: int = 32
-    dtype: str = "float32"
-    seed: int = 0
+    epochs: int = bounded(100, ge=1)
+    batch_size: int = bounded(32, ge=1)
+    dtype: str = choice("float32", DTYPES)
+    seed: int = bounded(0, ge=0)
     grad_clip: GradClipConfig = field(default_factory=GradClipConfig)
-    checkpoint_every: int = 10  # epochs between epoch_NNNN.npz (0: only best and last)
+    # epochs between epoch_NNNN.npz (0: only best and last)
+    checkpoint_every: int = bounded(10, ge=0)
     # last.npz/best.npz are written at most this often (and at the end, and when a run fails):
     # a killed run loses at most these seconds. 0: every epoch.
-    checkpoint_every_s: float = 1.0
-    log_every: int = 1  # epochs between metric records (the last epoch is always recorded)
-    stats: list[str] = field(default_factory=lambda: list(STATS))
-    stats_every: int = 1  # optimizer steps between statistics samples
+    checkpoint_every_s: float = bounded(1.0, ge=0, note="(seconds)")
+    # epochs between metric records (the last epoch is always recorded)
+    log_every: int = bounded(1, ge=1)
+    stats: list[str] = choice(list(STATS), STATS)  # noqa: RUF009 (a default_factory field)
+    stats_every: int = bounded(1, ge=1)  # optimizer steps between statistics samples
     progress: bool | None = None  # None: on when stderr is a terminal
-    objective: str = "val/loss"  # what the Hydra task returns (for sweepers) and what "best" means
-    objective_mode: str = "auto"  # auto: the metric's own direction (nnexp.objective); min; max
+    # what the Hydra task returns (for sweepers) and what "best" means
+    objective: str = checked(
+        "val/loss", _train_or_val, "must be a train/ or val/ metric, e.g. val/loss"
+    )
+    # auto: the metric's own direction (nnexp.objective); min; max
+    objective_mode: str = choice("auto", MODES)
     # Pin BLAS to one thread for the run: results then depend only on the seeds and the BLAS
     # library and kernel, not on the machine's core count (a table reproduces digit for digit).
     deterministic: bool = False
-    nan_policy: str = "raise"  # raise: fail the run; stop: end it early, keep the last good state
+    # raise: fail the run; stop: end it early, keep the last good state
+    nan_policy: str = choice("raise", ("raise", "stop"))
     # Continue a killed run: a checkpoint path, runs:/RUN_ID[/artifact], or last (nnexp.resume).
-    resume: str | None = None
+    resume: str | None = checked(
+        None, lambda r: bool(r.strip()), "must be a checkpoint path, runs:/RUN_ID[/path], or last"
+    )
 
     def __post_init__(self) -> None:
-        _require(self.epochs >= 1, "trainer.epochs", self.epochs, "must be >= 1")
-        _require(self.batch_size >= 1, "trainer.batch_size", self.batch_size, "must be >= 1")
-        _one_of("trainer.dtype", self.dtype, DTYPES)
-        _require(self.seed >= 0, "trainer.seed", self.seed, "must be >= 0")
-        _require(
-            self.checkpoint_every >= 0,
-            "trainer.checkpoint_every",
-            self.checkpoint_every,
-            "must be >= 0",
-        )
-        _require(
-            self.checkpoint_every_s >= 0,
-            "trainer.checkpoint_every_s",
-            self.checkpoint_every_s,
-            "must be >= 0 (seconds)",
-        )
-        _require(self.log_every >= 1, "trainer.log_every", self.log_every, "must be >= 1")
-        _require(self.stats_every >= 1, "trainer.stats_every", self.stats_every, "must be >= 1")
-        for item in self.stats:
-            _one_of("trainer.stats[]", item, STATS)
-        _one_of("trainer.nan_policy", self.nan_policy, {"raise", "stop"})
-        _require(
-            self.resume is None or bool(self.resume.strip()),
-            "trainer.resume",
-            self.resume,
-            "must be a checkpoint path, runs:/RUN_ID[/path], or last",
-        )
-        _require(
-            self.objective.startswith(("val/", "train/")),
-            "trainer.objective",
-            self.objective,
-            "must be a train/ or val/ metric, e.g. val/loss",
-        )
-        _one_of("trainer.objective_mode", self.objective_mode, MODES)
+        _check(self, "trainer")
         try:
             direction_of(self.objective, self.objective_mode)
         except ValueError as exc:
@@ -308,17 +260,15 @@ class TrainerConfig:
 @dataclass
 class TrackingConfig:
     enabled: bool = True
-    experiment: str = "nnexp"
+    experiment: str = checked("nnexp", bool, "must not be empty")
     run_name: str | None = None
     uri: str | None = None  # None: MLFLOW_TRACKING_URI, else MLflow's default ./mlflow.db
-    flush_every_s: float = 2.0
-    retry_every_s: float = 30.0  # while the server is away: how often to try it again
+    flush_every_s: float = bounded(2.0, ge=0, note="(seconds)")
+    # while the server is away: how often to try it again
+    retry_every_s: float = bounded(30.0, ge=0, note="(seconds)")
 
     def __post_init__(self) -> None:
-        _require(bool(self.experiment), "tracking.experiment", self.experiment, "must not be empty")
-        for key in ("flush_every_s", "retry_every_s"):
-            value = getattr(self, key)
-            _require(value >= 0, f"tracking.{key}", value, "must be >= 0 (seconds)")
+        _check(self, "tracking")
 
 
 @dataclass

@@ -1,4 +1,5 @@
-"""Generic spec validation: every field's type, and the limits declared in its metadata.
+"""Generic spec validation: every field's type, and the limits declared in its metadata (read
+by `nnexp.schema`'s checker, the one the config schemas use too).
 
 Reads the schema from the spec *class*, and values with ``getattr``, so it accepts a spec
 dataclass or anything with the same attributes (e.g. an OmegaConf node) alike.
@@ -14,15 +15,9 @@ from dataclasses import fields
 from typing import Any, Union, get_args, get_origin
 
 from nnexp.data.errors import DatasetError, bad
+from nnexp.schema import FINITE, check_value
 
 _MISSING = object()
-
-_LIMITS = {
-    "ge": (lambda v, lim: v >= lim, ">="),
-    "gt": (lambda v, lim: v > lim, ">"),
-    "le": (lambda v, lim: v <= lim, "<="),
-    "lt": (lambda v, lim: v < lim, "<"),
-}
 
 
 def check_fields(spec: Any, schema: type) -> None:
@@ -36,17 +31,8 @@ def check_fields(spec: Any, schema: type) -> None:
                 f"(default {f.default!r})"
             )
         check_type(f.name, value, f.type)
-        check_limits(f.name, value, f.metadata)
-
-
-def check_limits(key: str, value: Any, limits: Any) -> None:
-    if value is None or not limits:
-        return
-    if not all(test(value, limits[op]) for op, (test, _) in _LIMITS.items() if op in limits):
-        rule = " and ".join(
-            f"{sym} {limits[op]}" for op, (_, sym) in _LIMITS.items() if op in limits
-        )
-        raise bad(key, value, f"must be {rule}")
+        # every bound spelled out: dataset.val_fraction=0.0: must be > 0.0 and < 1.0
+        check_value(f.name, value, f.metadata, bad, interval=False)
 
 
 def check_type(key: str, value: Any, annotation: Any) -> None:
@@ -74,7 +60,7 @@ def _is_number(value: Any) -> bool:
 
 _SCALARS = {
     int: lambda v: (isinstance(v, numbers.Integral) and not isinstance(v, bool), "an integer"),
-    float: lambda v: (_is_number(v) and math.isfinite(v), "a finite number"),
+    float: lambda v: (_is_number(v) and math.isfinite(v), FINITE.removeprefix("must be ")),
     bool: lambda v: (isinstance(v, bool), "true or false"),
     str: lambda v: (isinstance(v, str), "a string"),
 }

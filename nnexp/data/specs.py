@@ -1,19 +1,15 @@
 """Dataset specs: plain dataclasses that double as Hydra structured-config schemas.
 
 Only types OmegaConf accepts are used (int, float, bool, str, ``X | None``, lists via
-``default_factory``). Numeric bounds live next to the field, in ``field(metadata=...)``, so one
-generic checker (``nnexp.data.checks``) validates every spec and each message states the limit.
+``default_factory``). Numeric bounds live next to the field, in its metadata (`nnexp.schema`'s
+``bounded``), so one generic checker (``nnexp.data.checks`` → ``nnexp.schema``) validates every
+spec and each message states the limit.
 No ``from __future__ import annotations`` here: the checker and OmegaConf read real types.
 """
 
 from dataclasses import dataclass, field
-from typing import Any
 
-
-def bounded(default: Any, **limits: float) -> Any:
-    """A field with inclusive (``ge``, ``le``) or exclusive (``gt``, ``lt``) numeric limits."""
-    return field(default=default, metadata=limits)
-
+from nnexp.schema import bounded
 
 MIN_SAMPLES = 10  # below this no train/val/test split is meaningful
 
