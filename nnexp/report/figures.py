@@ -76,24 +76,14 @@ def _finite(points: Sequence[tuple[int, float]], *, positive: bool = False):
 def loss_curves(sweep: Sweep, path: str | Path, key: str = "val/loss") -> Path | None:
     """All runs' `key` curves on one axis; None if no run logged `key`."""
     from matplotlib import colormaps
-    from matplotlib.cm import ScalarMappable
-    from matplotlib.lines import Line2D
 
     curves = {run.run_id: sweep.history(run, key) for run in sweep.runs}
     if not any(curves.values()):
         return None
-    keys = [k for k in sweep.swept if ordered_values(sweep, k)]
-    numeric = [k for k in keys if all(as_number(v) is not None for v in ordered_values(sweep, k))]
-    color_key = (numeric or keys or [None])[0]  # a number (lr) reads best as a color scale
-    style_key = next((k for k in keys if k != color_key), None)
-    style_values = ordered_values(sweep, style_key) if style_key else []
-    if len(style_values) > len(STYLES):
-        style_key, style_values = None, []
-
+    color_key, style_key, style_values = _line_keys(sweep)
     fig = new_figure(8)
     ax = fig.subplots()
     colors, handles = _colors(sweep, color_key, colormaps)
-    positive = all(v > 0 for c in curves.values() for v in _finite(c)[1])
     for run in sweep.runs:
         steps, values = _finite(curves[run.run_id])
         style = STYLES[style_values.index(run.params[style_key])] if style_key else "-"
@@ -101,7 +91,7 @@ def loss_curves(sweep: Sweep, path: str | Path, key: str = "val/loss") -> Path |
         ax.plot(steps, values, style, color=colors[run.run_id], marker=marker, markersize=3)
         if run.state == "diverged" and steps:
             ax.plot(steps[-1], values[-1], "x", color=DIVERGED, markersize=11, mew=2.5)
-    if positive:
+    if all(v > 0 for c in curves.values() for v in _finite(c)[1]):
         ax.set_yscale("log")
     epoch_axis(ax)
     ax.set_ylabel(key)
@@ -110,6 +100,28 @@ def loss_curves(sweep: Sweep, path: str | Path, key: str = "val/loss") -> Path |
     ax.set_title(
         f"{key} of {len(sweep.runs)} runs" + (f" ({n_diverged} diverged)" if n_diverged else "")
     )
+    _curve_legend(fig, ax, handles, color_key, style_key, style_values, n_diverged)
+    return save_figure(fig, path)
+
+
+def _line_keys(sweep: Sweep) -> tuple[str | None, str | None, list[str]]:
+    """The swept key that colors the curves (a number, e.g. lr, reads best as a color scale),
+    the one that styles them (if its values fit the line styles), and that one's values."""
+    keys = [k for k in sweep.swept if ordered_values(sweep, k)]
+    numeric = [k for k in keys if all(as_number(v) is not None for v in ordered_values(sweep, k))]
+    color_key = (numeric or keys or [None])[0]
+    style_key = next((k for k in keys if k != color_key), None)
+    style_values = ordered_values(sweep, style_key) if style_key else []
+    if len(style_values) > len(STYLES):
+        return color_key, None, []
+    return color_key, style_key, style_values
+
+
+def _curve_legend(fig, ax, handles, color_key, style_key, style_values, n_diverged) -> None:
+    """A color bar for a numeric color key, else legend entries; line styles; the ✗ marker."""
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.lines import Line2D
+
     if isinstance(handles, ScalarMappable):
         fig.colorbar(handles, ax=ax, label=color_key)
         handles = []
@@ -121,7 +133,6 @@ def loss_curves(sweep: Sweep, path: str | Path, key: str = "val/loss") -> Path |
         handles.append(Line2D([], [], color=DIVERGED, marker="x", linestyle="", label="diverged"))
     if handles:
         ax.legend(handles=handles, fontsize="small")
-    return save_figure(fig, path)
 
 
 def _colors(sweep: Sweep, key: str | None, colormaps):
@@ -155,6 +166,9 @@ def _colors(sweep: Sweep, key: str | None, colormaps):
 
 def heatmap(sweep: Sweep, path: str | Path) -> Path | None:
     """The final objective over the first two swept keys (one row if only one is swept)."""
+    import numpy as np
+    from matplotlib import colormaps
+
     axes = [k for k in sweep.swept if ordered_values(sweep, k)][:2]
     if not axes or not sweep.runs:
         return None
@@ -162,53 +176,16 @@ def heatmap(sweep: Sweep, path: str | Path) -> Path | None:
     ys = ordered_values(sweep, axes[1]) if len(axes) > 1 else [""]
     if len(xs) > MAX_GRID or len(ys) > MAX_GRID:
         return _scatter(sweep, axes, path)
-    cells: dict[tuple[int, int], list[RunRecord]] = {}
-    for run in sweep.runs:
-        if axes[0] in run.params and (len(axes) == 1 or axes[1] in run.params):
-            y = ys.index(run.params[axes[1]]) if len(axes) > 1 else 0
-            cells.setdefault((y, xs.index(run.params[axes[0]])), []).append(run)
-
-    import numpy as np
-
+    cells, grid = _grid(sweep, axes, xs, ys)
     goal = sweep.objective_spec
-    grid = np.full((len(ys), len(xs)), np.nan)
-    for (y, x), runs in cells.items():
-        done = [r.objective for r in runs if r.state == "finished" and math.isfinite(r.objective)]
-        if done:
-            grid[y, x] = goal.best_of(done)  # the best over the axes not shown
     fig = new_figure(max(5.0, 1.1 * len(xs) + 2.5), max(2.6, 0.8 * len(ys) + 1.8))
     ax = fig.subplots()
-    from matplotlib import colormaps
-
     cmap = colormaps[_CMAPS[goal.direction]].with_extremes(bad="#eeeeee")
     norm = _norm(grid[np.isfinite(grid)].tolist())
     image = ax.imshow(np.ma.masked_invalid(grid), cmap=cmap, norm=norm, aspect="auto")
     fig.colorbar(image, ax=ax, label=f"final {goal.describe()}")
     for (y, x), runs in cells.items():
-        if math.isfinite(grid[y, x]):
-            shade = float(norm(grid[y, x]))  # 0..1 from the lowest value to the highest
-            shade = shade if goal.direction == "min" else 1.0 - shade  # 1: the dark, worst end
-            ax.text(
-                x,
-                y,
-                f"{grid[y, x]:.3g}",
-                ha="center",
-                va="center",
-                fontsize=9,
-                color="white" if shade > 0.6 else "black",
-            )
-        else:
-            label = "diverged" if any(r.state == "diverged" for r in runs) else runs[0].state
-            ax.text(
-                x,
-                y,
-                f"✗\n{label}",
-                ha="center",
-                va="center",
-                fontsize=9,
-                color=DIVERGED,
-                fontweight="bold",
-            )
+        _cell_text(ax, x, y, grid[y, x], runs, norm, goal.direction)
     ax.set_xticks(range(len(xs)), xs)
     ax.set_xlabel(axes[0])
     ax.set_yticks(range(len(ys)), ys)
@@ -216,6 +193,45 @@ def heatmap(sweep: Sweep, path: str | Path) -> Path | None:
         ax.set_ylabel(axes[1])
     ax.set_title(f"final {sweep.objective} per {' × '.join(axes)}")
     return save_figure(fig, path)
+
+
+def _grid(sweep: Sweep, axes: list[str], xs: list[str], ys: list[str]):
+    """The runs in each (y, x) cell, and each cell's best finished objective (NaN if none):
+    the best over the swept keys that are not shown."""
+    import numpy as np
+
+    cells: dict[tuple[int, int], list[RunRecord]] = {}
+    for run in sweep.runs:
+        if axes[0] in run.params and (len(axes) == 1 or axes[1] in run.params):
+            y = ys.index(run.params[axes[1]]) if len(axes) > 1 else 0
+            cells.setdefault((y, xs.index(run.params[axes[0]])), []).append(run)
+    grid = np.full((len(ys), len(xs)), np.nan)
+    for (y, x), runs in cells.items():
+        done = [r.objective for r in runs if r.state == "finished" and math.isfinite(r.objective)]
+        if done:
+            grid[y, x] = sweep.objective_spec.best_of(done)
+    return cells, grid
+
+
+def _cell_text(ax, x: int, y: int, value: float, runs: list[RunRecord], norm, direction) -> None:
+    """The cell's value (white on the dark, worst end of the scale), or ✗ and why."""
+    if math.isfinite(value):
+        shade = float(norm(value))  # 0..1 from the lowest value to the highest
+        shade = shade if direction == "min" else 1.0 - shade  # 1: the dark, worst end
+        color = "white" if shade > 0.6 else "black"
+        ax.text(x, y, f"{value:.3g}", ha="center", va="center", fontsize=9, color=color)
+        return
+    label = "diverged" if any(r.state == "diverged" for r in runs) else runs[0].state
+    ax.text(
+        x,
+        y,
+        f"✗\n{label}",
+        ha="center",
+        va="center",
+        fontsize=9,
+        color=DIVERGED,
+        fontweight="bold",
+    )
 
 
 def _scatter(sweep: Sweep, axes: list[str], path: str | Path) -> Path:
