@@ -11,7 +11,7 @@ the run failed)."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -23,6 +23,7 @@ from nnexp.nn import (
     BatchNorm1d,
     Loss,
     Optimizer,
+    Parameter,
     Schedule,
     Sequential,
     StepStats,
@@ -88,7 +89,7 @@ class Trainer:
         self.rng = np.random.default_rng([settings.seed, 2])  # shuffling stream
         self.epoch = 0  # epochs completed
         self.global_step = 0
-        self.stats_seconds = 0.0  # spent computing statistics: what watching costs the loop
+        self.statistics = Statistics(self.params, self.activations)
         self.history: list[dict[str, float]] = []
         self.should_stop = False
         self.stop_reason = ""
@@ -103,6 +104,11 @@ class Trainer:
         self._min_batch = 2 if any(isinstance(m, BatchNorm1d) for m in model.modules) else 1
         self.guard = DivergenceGuard(model, self.params, schedule, RESULTS)
         self._xb, self._yb = Workspace(), Workspace()  # the current batch
+
+    @property
+    def stats_seconds(self) -> float:
+        """Seconds spent computing statistics: what watching costs the loop."""
+        return self.statistics.seconds
 
     # --- the loop ---------------------------------------------------------------------------
 
@@ -162,7 +168,8 @@ class Trainer:
         if len(starts) > 1 and n - starts[-1] < self._min_batch:
             starts.pop()
         ends = [*starts[1:], n]
-        stats = StepStats(self.params, self.activations, s.stats)
+        stats = self.statistics
+        stats.begin_epoch(s.stats, s.stats_every)
         batch_listeners = [
             cb for cb in self.callbacks if type(cb).on_batch_end is not Callback.on_batch_end
         ]
@@ -178,9 +185,9 @@ class Trainer:
                 xb = _gather(d.X_train, idx, self._xb)
                 yb = _gather(d.y_train, idx, self._yb)
                 logits = model.forward(xb, training=True)
-                sample = stats and self.global_step % s.stats_every == 0
+                sample = stats.due(self.global_step)
                 if sample:
-                    self._timed(stats.sample_activations)
+                    stats.activations_now()
                 loss, dlogits = loss_fn.value_and_grad(logits, yb)
                 guard.check_loss(loss, xb, self.global_step + 1)
                 loss_sum += loss * len(idx)
@@ -195,30 +202,22 @@ class Trainer:
                 # The gradient norms are statistics, and clipping by norm reuses them.
                 norms = None
                 if sample or s.clip_norm:
-                    norms = self._timed(grad_norms, params, count=sample)
+                    norms = stats.grad_norms(counted=sample)
                     guard.check_gradients(self.global_step + 1, norms)
                 if s.clip_norm:
                     clip_by_global_norm(params, s.clip_norm, norms)
                 self.optimizer.step()
-                value_norms = self._timed(param_norms, params) if sample else None
+                value_norms = stats.weight_norms() if sample else None
                 guard.check_weights(self.global_step + 1, value_norms)  # covers the gradients
                 self.global_step += 1
                 if sample:
-                    self._timed(stats.sample, norms, lr, value_norms)
+                    stats.sample(norms, lr, value_norms)
                 for cb in batch_listeners:
                     cb.on_batch_end(self, self.global_step, loss)
         metrics = {"train/loss": loss_sum / n, "lr": lr}
         if d.classification:
             metrics["train/acc"] = correct / n
         return metrics | stats.summary()
-
-    def _timed(self, fn: Callable[..., T], *args: Any, count: bool = True) -> T:
-        """`fn(*args)`, its time added to `stats_seconds` (what watching costs the loop)."""
-        started = time.perf_counter()
-        result = fn(*args)
-        if count:
-            self.stats_seconds += time.perf_counter() - started
-        return result
 
     # --- NaN/Inf: the guard raises NonFiniteError, trainer.nan_policy decides here ------------
 
@@ -287,6 +286,52 @@ class Trainer:
                 cb.on_exception(self, exc)
             except Exception as inner:  # never mask the original error
                 print(f"warning: {type(cb).__name__}.on_exception failed: {inner!r}")
+
+
+class Statistics:
+    """The statistics of each epoch's sampled steps (a `StepStats` per epoch), and `seconds`:
+    what computing them has cost the loop, clocked here around each call."""
+
+    def __init__(self, params: Sequence[Parameter], activations: Sequence[Activation]) -> None:
+        self.params, self.activations = params, activations
+        self.seconds = 0.0
+        self.current: StepStats | None = None
+        self._every = 0  # steps between samples; 0: no statistics wanted
+
+    def begin_epoch(self, want: Collection[str], every: int) -> None:
+        """Statistics `want` (``trainer.stats``) every `every` steps, counted across epochs."""
+        self.current = StepStats(self.params, self.activations, want)
+        self._every = every if self.current else 0
+
+    def due(self, steps_taken: int) -> bool:
+        """Whether the next step is sampled."""
+        return self._every != 0 and steps_taken % self._every == 0
+
+    def activations_now(self) -> None:
+        """The activations' statistics: right after the forward pass, while they are cached."""
+        self._timed(self.current.sample_activations)
+
+    def grad_norms(self, counted: bool = True) -> list[float]:
+        """The gradients' norms; `counted=False` when only clipping by norm wants them."""
+        return self._timed(grad_norms, self.params, counted=counted)
+
+    def weight_norms(self) -> list[float]:
+        return self._timed(param_norms, self.params)
+
+    def sample(
+        self, norms: Sequence[float], lr: float, weight_norms: Sequence[float] | None
+    ) -> None:
+        self._timed(self.current.sample, norms, lr, weight_norms)
+
+    def summary(self) -> dict[str, float]:
+        return self.current.summary() if self.current is not None else {}
+
+    def _timed(self, fn: Callable[..., T], *args: Any, counted: bool = True) -> T:
+        started = time.perf_counter()
+        result = fn(*args)
+        if counted:
+            self.seconds += time.perf_counter() - started
+        return result
 
 
 def _gather(array: np.ndarray, idx: np.ndarray, workspace: Workspace) -> np.ndarray:
