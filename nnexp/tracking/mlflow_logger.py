@@ -5,7 +5,7 @@ several trackers can live in one process. Everything is logged synchronously: as
 logging lost data under parallel load. Metrics are buffered and sent with ``log_batch`` at most
 every `flush_every_s` seconds, so logging costs little even for short epochs.
 
-What a run gets (see DESIGN.md, "MLflow conventions"):
+What a run gets (docs/architecture.md, "MLflow conventions"):
 params (resolved config, dotted keys) · tags (runner's, plus ``mlflow.parentRunId`` in sweeps,
 ``nnexp.checkpoint_dir``) · metrics (step = epoch) · artifacts ``config.yaml``, ``hydra/``,
 ``checkpoints/``, ``plots/`` · the pyfunc model ``model`` (its URI in the tag ``model_uri``) ·
