@@ -37,6 +37,7 @@ from nnexp.data import (
     load_dataset,
     make_spirals,
     prepare,
+    split_dataset,
     split_indices,
     validate_spec,
 )
@@ -420,7 +421,7 @@ def test_generators_pass_every_setting_to_scikit_learn():
         Friedman1Spec(n_samples=25, n_features=6, noise=0.3, seed=8),
         *sk.make_friedman1(n_samples=25, n_features=6, noise=0.3, random_state=8),
     )
-    assert ds.feature_names == [f"x{i}" for i in range(6)]
+    assert ds.feature_names == [f"x{i}" for i in range(6)] and ds.name == "friedman1"
 
 
 def test_bundled_sets_keep_their_names_and_variants():
@@ -829,3 +830,24 @@ def test_npz_reading_details(tmp_path):
         lambda: load_dataset(FileSpec(path=str(path))),
         "dataset.target='y': 1 NaN/inf target values, first at row 4",
     )
+
+
+def test_split_dataset_keeps_regression_unstratified_and_classification_stratified():
+    rng = np.random.default_rng(0)
+    reg = Dataset("r", rng.standard_normal((20, 2)), rng.standard_normal(20), "regression",
+                  ["a", "b"], None)  # fmt: skip
+    s = split_dataset(reg, 0.25, 0.25, seed=3)  # unique float targets: one stratum, no error
+    assert (len(s.y_train), len(s.y_val), len(s.y_test)) == (10, 5, 5)
+    train, val, test = split_indices(None, 0.25, 0.25, seed=3, n=20)
+    np.testing.assert_array_equal(s.X_train, reg.X[train])
+    np.testing.assert_array_equal(s.y_test, reg.y[test])
+    assert s.task == "regression" and s.classes is None and s.n_classes is None
+    y = np.repeat([0, 1], [12, 8])
+    cls = Dataset("c", rng.standard_normal((20, 2)), y, "binary", ["a", "b"], ["no", "yes"])
+    s = split_dataset(cls, 0.25, 0.25, seed=3)
+    train, val, test = split_indices(y, 0.25, 0.25, seed=3)
+    np.testing.assert_array_equal(s.y_train, y[train])
+    np.testing.assert_array_equal(s.y_val, y[val])
+    np.testing.assert_array_equal(s.X_test, cls.X[test])
+    assert s.classes == ["no", "yes"] and s.classes is not cls.classes
+    assert s.feature_names == ["a", "b"] and s.feature_names is not cls.feature_names
