@@ -63,9 +63,10 @@ class ModelConfig:
         [16], _widths, "must be a non-empty list of layer widths >= 1"
     )
     activation: str = choice("relu", ACTIVATIONS)
-    alpha: float | None = None  # slope of leaky_relu / scale of elu (None: their defaults)
+    alpha: float | None = bounded(None, finite=True)  # leaky_relu slope / elu scale (None: theirs)
     init: str = choice("he", INITIALIZERS)
-    init_scale: float | None = bounded(None, gt=0)  # std of init=normal, limit of init=uniform
+    # std of init=normal, limit of init=uniform
+    init_scale: float | None = bounded(None, gt=0, finite=True)
     dropout: float = bounded(0.0, ge=0, lt=1)
     batch_norm: bool = False
     output: str = choice("auto", {"auto", *LOSSES})  # the fused loss: auto picks it by task
@@ -94,7 +95,7 @@ class ModelConfig:
 @dataclass
 class OptimizerConfig:
     name: str = MISSING
-    lr: float = bounded(0.1, gt=0)
+    lr: float = bounded(0.1, gt=0, finite=True)
 
     def __post_init__(self) -> None:
         _check(self, "optimizer")
@@ -115,24 +116,24 @@ class SGDConfig(OptimizerConfig):
 @dataclass
 class RMSpropConfig(OptimizerConfig):
     name: str = "rmsprop"
-    lr: float = bounded(0.001, gt=0)
+    lr: float = bounded(0.001, gt=0, finite=True)
     rho: float = bounded(0.9, ge=0, lt=1)
-    eps: float = bounded(1e-8, gt=0)
+    eps: float = bounded(1e-8, gt=0, finite=True)
 
 
 @dataclass
 class AdamConfig(OptimizerConfig):
     name: str = "adam"
-    lr: float = bounded(0.001, gt=0)
+    lr: float = bounded(0.001, gt=0, finite=True)
     beta1: float = bounded(0.9, ge=0, lt=1)
     beta2: float = bounded(0.999, ge=0, lt=1)
-    eps: float = bounded(1e-8, gt=0)
+    eps: float = bounded(1e-8, gt=0, finite=True)
 
 
 @dataclass
 class AdamWConfig(AdamConfig):
     name: str = "adamw"
-    weight_decay: float = bounded(0.01, ge=0)
+    weight_decay: float = bounded(0.01, ge=0, finite=True)
 
 
 # --- schedule ------------------------------------------------------------------------------------
@@ -162,7 +163,7 @@ class ExponentialScheduleConfig(ScheduleConfig):
 @dataclass
 class CosineScheduleConfig(ScheduleConfig):
     name: str = "cosine"
-    min_lr: float = bounded(0.0, ge=0)
+    min_lr: float = bounded(0.0, ge=0, finite=True)
     total: int | None = bounded(None, ge=1)  # epochs; None: trainer.epochs
 
 
@@ -177,8 +178,8 @@ class PlateauScheduleConfig(ScheduleConfig):
     name: str = "plateau"
     factor: float = bounded(0.5, gt=0, lt=1)
     patience: int = bounded(5, ge=0)
-    min_delta: float = 1e-4
-    min_lr: float = 1e-6
+    min_delta: float = bounded(1e-4, finite=True)
+    min_lr: float = bounded(1e-6, finite=True)
 
 
 # --- regularization, trainer, tracking -----------------------------------------------------------
@@ -187,12 +188,13 @@ class PlateauScheduleConfig(ScheduleConfig):
 @dataclass
 class RegularizationConfig:
     name: str = "none"
-    l2: float = bounded(0.0, ge=0)  # lambda of the penalty 0.5 * lambda * ||W||^2 (weights only)
+    # lambda of the penalty 0.5 * lambda * ||W||^2 (weights, not biases)
+    l2: float = bounded(0.0, ge=0, finite=True)
     dropout: float | None = bounded(None, ge=0, lt=1)  # None: keep model.dropout
     batch_norm: bool | None = None  # None: keep model.batch_norm
     early_stopping: bool = False
     patience: int = bounded(10, ge=1)
-    min_delta: float = bounded(0.0, ge=0)
+    min_delta: float = bounded(0.0, ge=0, finite=True)
     restore_best: bool = True
 
     def __post_init__(self) -> None:
@@ -201,8 +203,8 @@ class RegularizationConfig:
 
 @dataclass
 class GradClipConfig:
-    norm: float | None = bounded(None, gt=0)  # max global L2 norm of all gradients
-    value: float | None = bounded(None, gt=0)  # max absolute value of each gradient element
+    norm: float | None = bounded(None, gt=0, finite=True)  # max global L2 norm of all gradients
+    value: float | None = bounded(None, gt=0, finite=True)  # max |element| of each gradient
 
     def __post_init__(self) -> None:
         _check(self, "trainer.grad_clip")

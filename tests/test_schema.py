@@ -1,0 +1,180 @@
+"""nnexp.schema: field metadata (bounded, choice, checked) and its one checker, as the config
+schemas and the dataset specs use it; non-finite numbers refused where a finite one is needed."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import pytest
+from hydra import compose, initialize_config_module
+
+from nnexp import cli
+from nnexp.config import (
+    AdamConfig,
+    AdamWConfig,
+    ConfigError,
+    CosineScheduleConfig,
+    GradClipConfig,
+    ModelConfig,
+    PlateauScheduleConfig,
+    RegularizationConfig,
+    RMSpropConfig,
+    SGDConfig,
+    StepScheduleConfig,
+    TrackingConfig,
+    TrainerConfig,
+    WarmupCosineScheduleConfig,
+)
+from nnexp.schema import bounded, check_fields, checked, choice, default_of, describe
+
+NON_FINITE = [math.inf, -math.inf, math.nan]
+
+# (schema, the other kwargs the value needs, field, its key)
+FINITE_FIELDS = [
+    (ModelConfig, {"activation": "elu"}, "alpha", "model.alpha"),
+    (ModelConfig, {"init": "normal"}, "init_scale", "model.init_scale"),
+    (SGDConfig, {}, "lr", "optimizer.lr"),
+    (RMSpropConfig, {}, "lr", "optimizer.lr"),
+    (RMSpropConfig, {}, "eps", "optimizer.eps"),
+    (AdamConfig, {}, "lr", "optimizer.lr"),
+    (AdamConfig, {}, "eps", "optimizer.eps"),
+    (AdamWConfig, {}, "weight_decay", "optimizer.weight_decay"),
+    (CosineScheduleConfig, {}, "min_lr", "schedule.min_lr"),
+    (WarmupCosineScheduleConfig, {}, "min_lr", "schedule.min_lr"),
+    (PlateauScheduleConfig, {}, "min_lr", "schedule.min_lr"),
+    (PlateauScheduleConfig, {}, "min_delta", "schedule.min_delta"),
+    (RegularizationConfig, {}, "l2", "regularization.l2"),
+    (RegularizationConfig, {}, "min_delta", "regularization.min_delta"),
+    (GradClipConfig, {}, "norm", "trainer.grad_clip.norm"),
+    (GradClipConfig, {}, "value", "trainer.grad_clip.value"),
+]
+
+
+@pytest.mark.parametrize("value", NON_FINITE, ids=repr)
+@pytest.mark.parametrize(
+    ("schema", "others", "name", "key"),
+    FINITE_FIELDS,
+    ids=[f"{s.__name__}.{n}" for s, _, n, _ in FINITE_FIELDS],
+)
+def test_a_non_finite_number_is_refused_where_a_finite_one_is_needed(
+    schema, others, name, key, value
+):
+    with pytest.raises(ConfigError) as info:
+        schema(**others, **{name: value})
+    assert str(info.value) == f"{key}={value!r}: must be a finite number"
+
+
+@pytest.mark.parametrize("value", NON_FINITE, ids=repr)
+@pytest.mark.parametrize(
+    ("schema", "name", "rule"),
+    [
+        (SGDConfig, "momentum", "must be in [0, 1)"),
+        (AdamConfig, "beta2", "must be in [0, 1)"),
+        (StepScheduleConfig, "gamma", "must be in (0, 1]"),
+        (PlateauScheduleConfig, "factor", "must be in (0, 1)"),
+        (ModelConfig, "dropout", "must be in [0, 1)"),
+        (RegularizationConfig, "dropout", "must be in [0, 1)"),
+    ],
+)
+def test_an_interval_refuses_non_finite_numbers_by_its_own_rule(schema, name, rule, value):
+    with pytest.raises(ConfigError) as info:
+        schema(**{name: value})
+    assert str(info.value).endswith(f"={value!r}: {rule}")
+
+
+def test_a_duration_may_be_infinite_but_not_nan():
+    """`inf` seconds is a meaningful "never" (only the first and final checkpoint; no
+    periodic flush, no retry); nan is nothing and fails its bound."""
+    TrainerConfig(checkpoint_every_s=math.inf)
+    TrackingConfig(flush_every_s=math.inf, retry_every_s=math.inf)
+    with pytest.raises(ConfigError) as info:
+        TrainerConfig(checkpoint_every_s=math.nan)
+    assert str(info.value) == "trainer.checkpoint_every_s=nan: must be >= 0 (seconds)"
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("optimizer.lr=inf", "optimizer.lr=inf: must be a finite number"),
+        ("optimizer.lr=nan", "optimizer.lr=nan: must be a finite number"),
+        ("regularization.l2=inf", "regularization.l2=inf: must be a finite number"),
+        ("trainer.grad_clip.norm=inf", "trainer.grad_clip.norm=inf: must be a finite number"),
+        ("model.init_scale=-inf", "model.init_scale=-inf: must be a finite number"),
+    ],
+)
+def test_a_non_finite_override_fails_validation_before_training(override, message):
+    """Through Hydra's composition and the runner's validation (`optimizer.lr=inf` used to be
+    accepted and then diverge at step 1)."""
+    with initialize_config_module("nnexp.conf", version_base="1.3"):
+        cfg = compose("config", overrides=[override, "tracking.enabled=false"])
+    with pytest.raises(ConfigError) as info:
+        cli.validated(cfg)
+    assert str(info.value) == message
+
+
+# --- the checker itself ---------------------------------------------------------------------------
+
+
+def _fail(key, value, rule):
+    return ValueError(f"{key}={value!r}: {rule}")
+
+
+@dataclass
+class _Schema:
+    plain: int = 3
+    low: float = bounded(0.5, ge=0, lt=1)
+    high: float = bounded(0.5, gt=0, le=1)
+    open_: float = bounded(0.5, gt=0, lt=1)
+    seconds: float = bounded(1.0, ge=0, note="(seconds)")
+    maybe: float | None = bounded(None, gt=0, finite=True)
+    kind: str = choice("a", ("b", "a"))
+    kinds: list[str] = choice(["a"], ("b", "a"))  # noqa: RUF009 (a default_factory field)
+    word: str = checked("x", bool, "must not be empty")
+
+
+def test_rules_render_as_intervals_or_single_bounds_with_their_note():
+    assert describe({"ge": 0, "lt": 1}) == "must be in [0, 1)"
+    assert describe({"gt": 0, "le": 1}) == "must be in (0, 1]"
+    assert describe({"gt": 0.0, "lt": 1.0}) == "must be in (0.0, 1.0)"
+    assert describe({"ge": 1}) == "must be >= 1"
+    assert describe({"gt": 0}) == "must be > 0"
+    assert describe({"ge": 0, "note": "(seconds)"}) == "must be >= 0 (seconds)"
+    # spelled out, as nnexp.data's messages are
+    assert describe({"gt": 0.0, "lt": 1.0}, interval=False) == "must be > 0.0 and < 1.0"
+    assert describe({"ge": 0, "le": 4}, interval=False) == "must be >= 0 and <= 4"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"low": 1.0}, "s.low=1.0: must be in [0, 1)"),
+        ({"high": 0}, "s.high=0: must be in (0, 1]"),
+        ({"open_": 1}, "s.open_=1: must be in (0, 1)"),
+        ({"seconds": -1}, "s.seconds=-1: must be >= 0 (seconds)"),
+        ({"maybe": math.inf}, "s.maybe=inf: must be a finite number"),
+        ({"maybe": 0.0}, "s.maybe=0.0: must be > 0"),
+        ({"maybe": True}, "s.maybe=True: must be a finite number"),
+        ({"kind": "c"}, "s.kind='c': allowed: a, b"),
+        ({"kinds": ["a", "c"]}, "s.kinds[]='c': allowed: a, b"),
+        ({"word": ""}, "s.word='': must not be empty"),
+    ],
+)
+def test_the_checker_names_the_first_broken_rule(kwargs, message):
+    with pytest.raises(ValueError) as info:
+        check_fields(_Schema(**kwargs), _Schema, _fail, prefix="s.")
+    assert str(info.value) == message
+
+
+def test_the_checker_accepts_boundaries_none_and_fields_without_rules():
+    check_fields(_Schema(), _Schema, _fail)
+    fine = _Schema(plain=-7, low=0, high=1, maybe=None, seconds=math.inf, kinds=[])
+    check_fields(fine, _Schema, _fail)
+
+
+def test_list_defaults_are_fresh_per_instance_and_readable():
+    a, b = _Schema(), _Schema()
+    a.kinds.append("b")
+    assert b.kinds == ["a"] and default_of(_Schema, "kinds") == ["a"]
+    assert default_of(_Schema, "low") == 0.5
+    assert default_of(TrainerConfig, "stats") == ["grad_norm", "update_ratio", "activations"]
