@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
+import nnexp.conf
 import pytest
 from hydra import compose, initialize_config_module
+from omegaconf import OmegaConf
 
 from nnexp import cli
 from nnexp.config import (
+    SCHEMAS,
     AdamConfig,
     AdamWConfig,
     ConfigError,
@@ -178,3 +182,33 @@ def test_list_defaults_are_fresh_per_instance_and_readable():
     assert b.kinds == ["a"] and default_of(_Schema, "kinds") == ["a"]
     assert default_of(_Schema, "low") == 0.5
     assert default_of(TrainerConfig, "stats") == ["grad_norm", "update_ratio", "activations"]
+
+
+# --- each default stated once: the YAML holds only what differs from its schema ----------------
+
+CONF = Path(nnexp.conf.__file__).parent
+
+
+def _yaml_options() -> list:
+    return [
+        pytest.param(group, path, id=f"{group}={path.stem}")
+        for group in ("model", "optimizer", "schedule", "regularization", "dataset")
+        for path in sorted((CONF / group).glob("*.yaml"))
+    ]
+
+
+@pytest.mark.parametrize(("group", "path"), _yaml_options())
+def test_a_group_option_sets_only_values_that_differ_from_its_schema(group, path):
+    node = OmegaConf.to_container(OmegaConf.load(path))
+    (schema_ref,) = [d for d in node.pop("defaults") if str(d).startswith("/schema/")]
+    name = schema_ref.removeprefix(f"/schema/{group}/").removesuffix("@_here_")
+    schema = SCHEMAS[group][name]
+    same = {k: v for k, v in node.items() if v == default_of(schema, k)}
+    assert not same, f"{path.name} repeats {schema.__name__}'s defaults: {same}"
+
+
+def test_the_primary_config_repeats_no_trainer_or_tracking_default():
+    node = OmegaConf.to_container(OmegaConf.load(CONF / "config.yaml"))
+    for key, schema in (("trainer", TrainerConfig), ("tracking", TrackingConfig)):
+        same = {k: v for k, v in node.get(key, {}).items() if v == default_of(schema, k)}
+        assert not same, f"config.yaml repeats {schema.__name__}'s defaults: {same}"
