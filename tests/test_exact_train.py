@@ -168,7 +168,7 @@ def _trained(loss, out_features, y, batch_norm=False):
     )  # fmt: skip
     model = mlp(**kwargs)
     data = Data(
-        X[:30], y[:30], X[30:], y[30:], X[:0], y[:0], classification=loss.task != "regression"
+        X[:30], y[:30], X[30:], y[30:], X[:0], y[:0], classification=not isinstance(loss, MSE)
     )
     opt = SGD(list(model.parameters()), lr=0.1)
     Trainer(model, loss, opt, Constant(0.1), data, TrainSettings(epochs=3, batch_size=8)).fit()

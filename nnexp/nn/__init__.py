@@ -31,7 +31,7 @@ from nnexp.nn.gradients import (
 )
 from nnexp.nn.init import INITIALIZERS, initialize
 from nnexp.nn.layers import BatchNorm1d, Dense, Dropout
-from nnexp.nn.losses import LOSS_FOR_TASK, LOSSES, MSE, Loss, SigmoidBCE, SoftmaxCrossEntropy
+from nnexp.nn.losses import LOSSES, MSE, Loss, SigmoidBCE, SoftmaxCrossEntropy
 from nnexp.nn.mlp import mlp
 from nnexp.nn.module import Module, Parameter, Sequential
 from nnexp.nn.optim import OPTIMIZERS, SGD, Adam, AdamW, Optimizer, RMSprop
@@ -44,7 +44,6 @@ __all__ = [
     "GELU",
     "INITIALIZERS",
     "LOSSES",
-    "LOSS_FOR_TASK",
     "MSE",
     "OPTIMIZERS",
     "SCHEDULES",

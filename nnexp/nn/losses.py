@@ -3,6 +3,10 @@
 Fusing is both stabler (log-sum-exp, logaddexp: finite for any logit) and simpler: the gradient
 w.r.t. the logits is just (prediction - target) / count. Every loss is a *mean* over the batch
 (and over outputs), and its gradient is exactly the gradient of that mean.
+
+Each class states its formula (z: logits, y: targets, N: batch size, K: outputs) above the fast
+code; the tests that check the code against the formula written plainly are named there too.
+Which loss a task gets is decided in one place, `nnexp.build` (`AUTO_LOSS`, `LOSS_TASKS`).
 """
 
 from __future__ import annotations
@@ -17,7 +21,6 @@ LOSSES: Registry[type[Loss]] = Registry("loss")
 
 class Loss:
     name = "loss"
-    task = ""
 
     def value(self, logits: np.ndarray, y: np.ndarray) -> float:
         return self.value_and_grad(logits, y)[0]
@@ -43,10 +46,18 @@ def _column(y: np.ndarray, logits: np.ndarray) -> np.ndarray:
 
 @LOSSES.register("softmax_cross_entropy")
 class SoftmaxCrossEntropy(Loss):
-    """Multiclass cross-entropy from logits; targets are integer labels (N,) or one-hot (N, C)."""
+    """Multiclass cross-entropy from logits; targets are integer labels (N,) or one-hot (N, C).
+
+        p_ij = softmax(z_i)_j = e^(z_ij - max_k z_ik) / Σ_k e^(z_ik - max_k z_ik)
+        L    = (1/N) Σ_i [ log Σ_j e^z_ij  -  z_i,y_i ]        (= -(1/N) Σ_i log p_i,y_i)
+        ∂L/∂z = (p - onehot(y)) / N
+
+    Reference (plain NumPy): tests/test_exact_nn.py::
+    test_softmax_cross_entropy_value_and_gradient_are_the_plain_formula (and `_softmax` there);
+    against finite differences: tests/test_gradcheck.py::test_gradients_match_finite_differences.
+    """
 
     name = "softmax_cross_entropy"
-    task = "multiclass"
     _offsets_key: tuple[int, int] | None = None
 
     def value_and_grad(self, logits, y):
@@ -54,22 +65,24 @@ class SoftmaxCrossEntropy(Loss):
         # One temporary: shift by the row max (log-sum-exp), read the target terms, then
         # exponentiate the same array in place into the softmax. (Ufunc methods rather than
         # ndarray methods: on small batches the wrappers' overhead is most of the cost.)
+        # s = z - max_j z: the same L and p as z, and e^s never overflows.
         probs = np.subtract(logits, np.maximum.reduce(logits, axis=1, keepdims=True))
         if y.ndim == 1:
             flat = probs.reshape(-1)
             picks = y + self._row_offsets(n, probs.shape[1])  # flat index of each target
-            target_term = flat.take(picks)
+            target_term = flat.take(picks)  # s_i,y_i
         else:
-            target_term = np.einsum("ij,ij->i", y, probs)
-        np.exp(probs, out=probs)
-        total = np.add.reduce(probs, axis=1, keepdims=True)
+            target_term = np.einsum("ij,ij->i", y, probs)  # Σ_j y_ij s_ij
+        np.exp(probs, out=probs)  # e^s
+        total = np.add.reduce(probs, axis=1, keepdims=True)  # Σ_j e^s_ij
+        # L = (1/N) Σ_i [log Σ_j e^s_ij - s_i,y_i]
         loss = float(np.add.reduce(np.log(total), axis=None) - np.add.reduce(target_term)) / n
-        probs /= total
+        probs /= total  # p
         if y.ndim == 1:
-            flat[picks] -= 1
+            flat[picks] -= 1  # p - onehot(y)
         else:
             probs -= y
-        probs /= probs.dtype.type(n)
+        probs /= probs.dtype.type(n)  # ∂L/∂z = (p - onehot(y)) / N
         return loss, probs
 
     def _row_offsets(self, n: int, classes: int) -> np.ndarray:
@@ -102,17 +115,25 @@ class SoftmaxCrossEntropy(Loss):
 @LOSSES.register("sigmoid_bce")
 class SigmoidBCE(Loss):
     """Binary cross-entropy from logits (one or several independent outputs, targets in [0, 1]).
-    Per element: log(1 + e^z) - y z, computed with logaddexp so it is finite for any z."""
+
+        σ(z)  = 1 / (1 + e^-z)
+        L     = mean[ -y log σ(z) - (1-y) log(1-σ(z)) ] = mean[ log(1 + e^z) - y·z ]
+        ∂L/∂z = (σ(z) - y) / (N·K)
+
+    log(1 + e^z) is computed as logaddexp(0, z): finite for any z.
+    Reference (plain NumPy): tests/test_exact_nn.py::
+    test_sigmoid_bce_and_mse_values_gradients_and_predictions;
+    against finite differences: tests/test_gradcheck.py::test_gradients_match_finite_differences.
+    """
 
     name = "sigmoid_bce"
-    task = "binary"
 
     def value_and_grad(self, logits, y):
         y = _column(y, logits)
-        loss = np.mean(np.logaddexp(0, logits) - y * logits)
+        loss = np.mean(np.logaddexp(0, logits) - y * logits)  # mean[log(1 + e^z) - y·z]
         grad = sigmoid(logits)
         grad -= y
-        grad /= grad.dtype.type(grad.size)
+        grad /= grad.dtype.type(grad.size)  # (σ(z) - y) / (N·K)
         return float(loss), grad
 
     def predict_proba(self, logits):
@@ -131,15 +152,22 @@ class SigmoidBCE(Loss):
 
 @LOSSES.register("mse")
 class MSE(Loss):
-    """Mean squared error over batch *and* outputs; gradient 2 (z - y) / (N * outputs)."""
+    """Mean squared error over batch *and* outputs.
+
+        L     = mean[ (z - y)² ]
+        ∂L/∂z = 2·(z - y) / (N·K)
+
+    Reference (plain NumPy): tests/test_exact_nn.py::
+    test_sigmoid_bce_and_mse_values_gradients_and_predictions;
+    against finite differences: tests/test_gradcheck.py::test_gradients_match_finite_differences.
+    """
 
     name = "mse"
-    task = "regression"
 
     def value_and_grad(self, logits, y):
-        grad = logits - _column(y, logits)
-        loss = np.mean(grad * grad)
-        grad *= grad.dtype.type(2.0 / grad.size)
+        grad = logits - _column(y, logits)  # z - y
+        loss = np.mean(grad * grad)  # mean[(z - y)²]
+        grad *= grad.dtype.type(2.0 / grad.size)  # 2·(z - y) / (N·K)
         return float(loss), grad
 
     def predict_proba(self, logits):
@@ -152,10 +180,3 @@ class MSE(Loss):
         width = 1 if y.ndim == 1 else y.shape[1]
         if width != n_outputs:
             raise ValueError(f"targets have {width} columns, the network {n_outputs} outputs")
-
-
-LOSS_FOR_TASK: dict[str, type[Loss]] = {
-    "multiclass": SoftmaxCrossEntropy,
-    "binary": SigmoidBCE,
-    "regression": MSE,
-}
