@@ -15,6 +15,7 @@ beta2), as every `dataset/` option does (from `nnexp.data`): ``optimizer.beta2=0
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,7 +23,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
 
 from nnexp.data import DATASETS
-from nnexp.nn import ACTIVATIONS, INITIALIZERS, LOSSES
+from nnexp.nn import ACTIVATIONS, INITIALIZERS, LOSSES, OPTIMIZERS, SCHEDULES
 from nnexp.objective import MODES, Objective, direction_of
 from nnexp.schema import bounded, check_fields, checked, choice
 
@@ -47,6 +48,20 @@ def _require(ok: bool, key: str, value: Any, rule: str) -> None:
 def _check(obj: Any, group: str) -> None:
     """The rules in the metadata of every field of ``obj``'s schema, keys as ``<group>.<field>``."""
     check_fields(obj, type(obj), _fail, prefix=f"{group}.")
+
+
+def _nn_defaults(cls: type) -> dict[str, Any]:
+    """The keyword defaults of a NumPy optimizer's or schedule's constructor: `nnexp.nn` states
+    them (its classes stand alone), the schemas below read them from there."""
+    params = inspect.signature(cls.__init__).parameters.values()
+    return {p.name: p.default for p in params if p.default is not p.empty}
+
+
+_SGD, _RMSPROP = _nn_defaults(OPTIMIZERS["sgd"]), _nn_defaults(OPTIMIZERS["rmsprop"])
+_ADAM, _ADAMW = _nn_defaults(OPTIMIZERS["adam"]), _nn_defaults(OPTIMIZERS["adamw"])
+_STEP, _EXPONENTIAL = _nn_defaults(SCHEDULES["step"]), _nn_defaults(SCHEDULES["exponential"])
+_COSINE, _WARMUP = _nn_defaults(SCHEDULES["cosine"]), _nn_defaults(SCHEDULES["warmup_cosine"])
+_PLATEAU = _nn_defaults(SCHEDULES["plateau"])
 
 
 def _widths(hidden: list[int]) -> bool:
@@ -104,8 +119,8 @@ class OptimizerConfig:
 @dataclass
 class SGDConfig(OptimizerConfig):
     name: str = "sgd"
-    momentum: float = bounded(0.0, ge=0, lt=1)
-    nesterov: bool = False
+    momentum: float = bounded(_SGD["momentum"], ge=0, lt=1)
+    nesterov: bool = _SGD["nesterov"]
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -117,23 +132,23 @@ class SGDConfig(OptimizerConfig):
 class RMSpropConfig(OptimizerConfig):
     name: str = "rmsprop"
     lr: float = bounded(0.001, gt=0, finite=True)
-    rho: float = bounded(0.9, ge=0, lt=1)
-    eps: float = bounded(1e-8, gt=0, finite=True)
+    rho: float = bounded(_RMSPROP["rho"], ge=0, lt=1)
+    eps: float = bounded(_RMSPROP["eps"], gt=0, finite=True)
 
 
 @dataclass
 class AdamConfig(OptimizerConfig):
     name: str = "adam"
     lr: float = bounded(0.001, gt=0, finite=True)
-    beta1: float = bounded(0.9, ge=0, lt=1)
-    beta2: float = bounded(0.999, ge=0, lt=1)
-    eps: float = bounded(1e-8, gt=0, finite=True)
+    beta1: float = bounded(_ADAM["beta1"], ge=0, lt=1)
+    beta2: float = bounded(_ADAM["beta2"], ge=0, lt=1)
+    eps: float = bounded(_ADAM["eps"], gt=0, finite=True)
 
 
 @dataclass
 class AdamWConfig(AdamConfig):
     name: str = "adamw"
-    weight_decay: float = bounded(0.01, ge=0, finite=True)
+    weight_decay: float = bounded(_ADAMW["weight_decay"], ge=0, finite=True)
 
 
 # --- schedule ------------------------------------------------------------------------------------
@@ -150,36 +165,36 @@ class ScheduleConfig:
 @dataclass
 class StepScheduleConfig(ScheduleConfig):
     name: str = "step"
-    gamma: float = bounded(0.95, gt=0, le=1)
-    step_size: int = bounded(10, ge=1)
+    gamma: float = bounded(_STEP["gamma"], gt=0, le=1)
+    step_size: int = bounded(_STEP["step_size"], ge=1)
 
 
 @dataclass
 class ExponentialScheduleConfig(ScheduleConfig):
     name: str = "exponential"
-    gamma: float = bounded(0.97, gt=0, le=1)
+    gamma: float = bounded(_EXPONENTIAL["gamma"], gt=0, le=1)
 
 
 @dataclass
 class CosineScheduleConfig(ScheduleConfig):
     name: str = "cosine"
-    min_lr: float = bounded(0.0, ge=0, finite=True)
+    min_lr: float = bounded(_COSINE["min_lr"], ge=0, finite=True)
     total: int | None = bounded(None, ge=1)  # epochs; None: trainer.epochs
 
 
 @dataclass
 class WarmupCosineScheduleConfig(CosineScheduleConfig):
     name: str = "warmup_cosine"
-    warmup: int = bounded(5, ge=1)
+    warmup: int = bounded(_WARMUP["warmup"], ge=1)
 
 
 @dataclass
 class PlateauScheduleConfig(ScheduleConfig):
     name: str = "plateau"
-    factor: float = bounded(0.5, gt=0, lt=1)
-    patience: int = bounded(5, ge=0)
-    min_delta: float = bounded(1e-4, finite=True)
-    min_lr: float = bounded(1e-6, finite=True)
+    factor: float = bounded(_PLATEAU["factor"], gt=0, lt=1)
+    patience: int = bounded(_PLATEAU["patience"], ge=0)
+    min_delta: float = bounded(_PLATEAU["min_delta"], finite=True)
+    min_lr: float = bounded(_PLATEAU["min_lr"], finite=True)
 
 
 # --- regularization, trainer, tracking -----------------------------------------------------------

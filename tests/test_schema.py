@@ -3,8 +3,12 @@ schemas and the dataset specs use it; non-finite numbers refused where a finite 
 
 from __future__ import annotations
 
+import ast
+import inspect
 import math
-from dataclasses import dataclass
+import subprocess
+import sys
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import nnexp.conf
@@ -30,6 +34,7 @@ from nnexp.config import (
     TrainerConfig,
     WarmupCosineScheduleConfig,
 )
+from nnexp.nn import OPTIMIZERS, SCHEDULES
 from nnexp.schema import bounded, check_fields, checked, choice, default_of, describe
 
 NON_FINITE = [math.inf, -math.inf, math.nan]
@@ -212,3 +217,23 @@ def test_the_primary_config_repeats_no_trainer_or_tracking_default():
     for key, schema in (("trainer", TrainerConfig), ("tracking", TrackingConfig)):
         same = {k: v for k, v in node.get(key, {}).items() if v == default_of(schema, k)}
         assert not same, f"config.yaml repeats {schema.__name__}'s defaults: {same}"
+
+
+@pytest.mark.parametrize(
+    ("group", "name"),
+    [(g, n) for g in ("optimizer", "schedule") for n in SCHEMAS[g]],
+)
+def test_optimizer_and_schedule_defaults_are_the_numpy_classes_own(group, name):
+    """`nnexp.nn` states them (its classes stand alone); the schema reads them."""
+    cls = (OPTIMIZERS if group == "optimizer" else SCHEDULES)[name]
+    init = inspect.signature(cls.__init__).parameters
+    for f in fields(SCHEMAS[group][name]):
+        if f.name in init and init[f.name].default is not inspect.Parameter.empty:
+            assert default_of(SCHEMAS[group][name], f.name) == init[f.name].default, f.name
+
+
+def test_nnexp_nn_imports_on_its_own():
+    code = "import sys, nnexp.nn; print(sorted(m for m in sys.modules if m.startswith('nnexp')))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    loaded = ast.literal_eval(out.stdout)
+    assert all(m == "nnexp" or m.startswith("nnexp.nn") for m in loaded), loaded
