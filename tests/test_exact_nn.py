@@ -39,21 +39,18 @@ from nnexp.nn import (
     SoftmaxCrossEntropy,
     StepStats,
     Tanh,
-    activation_stats,
     clip_by_global_norm,
     clip_by_value,
     flat_view,
     global_norm,
     grad_norms,
     gradcheck,
-    gradient_stats,
     initialize,
     l2_penalty,
     make_activation,
     mlp,
     pack,
     param_norms,
-    update_ratios,
 )
 from nnexp.nn.gradients import add_l2_grad, norm
 from nnexp.nn.losses import Loss
@@ -734,10 +731,17 @@ def _named(layer, name):
     return layer
 
 
+def _activation_stats(layer):
+    """What the trainer logs for `layer` after one sampled step: StepStats' summary of it."""
+    stats = StepStats([], [layer], ("activations",))
+    stats.sample([], 0.0)
+    return stats.summary()
+
+
 def test_activation_statistics_exactly():
     tanh = _named(Tanh(), "tanh_0")
     tanh.forward(np.arctanh(np.array([[-0.97, -0.96, 0.0, 0.96, 0.97, 0.5]])), training=True)
-    stats = activation_stats(tanh)
+    stats = _activation_stats(tanh)
     assert list(stats) == ["act/tanh_0/mean", "act/tanh_0/std", "act/tanh_0/sat_frac"]
     assert stats["act/tanh_0/sat_frac"] == pytest.approx(2 / 6)  # strictly beyond ±0.96
     y = tanh.output
@@ -745,7 +749,7 @@ def test_activation_statistics_exactly():
     assert stats["act/tanh_0/std"] == pytest.approx(y.std(), rel=1e-12)
     sig = _named(Sigmoid(), "sigmoid_0")
     sig.forward(np.array([[-5.0, -3.0, 0.0, 3.0, 5.0]]), training=True)  # 0.0067 .047 .5 .95 .993
-    assert activation_stats(sig)["act/sigmoid_0/sat_frac"] == pytest.approx(2 / 5)
+    assert _activation_stats(sig)["act/sigmoid_0/sat_frac"] == pytest.approx(2 / 5)
     relu = _named(ReLU(), "relu_0")
     relu.forward(np.array([[1.0, 0.0, -1.0], [2.0, -1.0, 0.0]]), training=True)
     assert activation_values(relu, relu.output) == pytest.approx(
@@ -753,27 +757,26 @@ def test_activation_statistics_exactly():
     )
     leaky = _named(LeakyReLU(), "leaky_relu_0")
     leaky.forward(np.array([[1.0, 0.0, -1.0], [2.0, -1.0, 0.0]]), training=True)
-    assert activation_stats(leaky)["act/leaky_relu_0/dead_frac"] == pytest.approx(2 / 3)
+    assert _activation_stats(leaky)["act/leaky_relu_0/dead_frac"] == pytest.approx(2 / 3)
     constant = _named(Identity(), "identity_0")
-    assert activation_stats(constant) == {}  # it records no output
+    assert _activation_stats(constant) == {}  # it records no output
     flat = _named(ReLU(), "relu_1")
     flat.forward(np.full((2, 2), 3.0), training=True)
     assert activation_values(flat, flat.output) == [3.0, 0.0, 0.0]  # variance clamped at 0
     assert activation_keys(_named(GELU(), "gelu_0")) == ["act/gelu_0/mean", "act/gelu_0/std"]
 
 
-def test_gradient_stats_update_ratios_and_step_stats_exactly():
+def test_gradient_norms_update_ratios_and_step_stats_exactly():
     w = Parameter("dense_0/W", np.array([[3.0, 4.0]]), decay=True)
     b = Parameter("dense_0/b", np.array([1.0]))
     w.grad[...] = [[0.6, 0.8]]
     b.grad[...] = [2.0]
-    assert gradient_stats([w, b]) == {
-        "grad_norm/dense_0/W": 1.0,
-        "grad_norm/dense_0/b": 2.0,
-        "grad_norm/global": math.sqrt(5),
-    }
-    assert gradient_stats([w, b], norms=[3.0, 4.0])["grad_norm/global"] == 5.0
-    assert update_ratios([w, b], [1.0, 2.0], lr=0.5) == {"update_ratio/dense_0": 0.5 / (5 + 1e-12)}
+    norms = grad_norms([w, b])  # what the trainer passes to StepStats.sample
+    assert norms == [1.0, 2.0] and global_norm(norms) == math.sqrt(5)
+    assert global_norm([3.0, 4.0]) == 5.0
+    one = StepStats([w, b], [], ("update_ratio",))
+    one.sample([1.0, 2.0], 0.5)  # the weight norm (5) computed by StepStats
+    assert one.summary() == {"update_ratio/dense_0": 0.5 / (5 + 1e-12)}
     assert update_ratio(1.0, 2.0, 0.0) == 2e12  # a zero weight norm does not divide by zero
     relu = _named(ReLU(), "relu_0")
     stats = StepStats([w, b], [relu], ("grad_norm",))
@@ -896,9 +899,9 @@ def test_statistics_refuse_norms_that_do_not_match_the_parameters():
     w = Parameter("dense_0/W", np.ones((2, 2)), decay=True)
     b = Parameter("dense_0/b", np.ones(2))
     with pytest.raises(ValueError):
-        gradient_stats([w, b], norms=[1.0])
+        StepStats([w, b], [], ("grad_norm",)).sample([1.0], 0.1)
     with pytest.raises(ValueError):
-        update_ratios([w, b], [1.0], lr=0.1)
+        StepStats([w, b], [], ("grad_norm", "update_ratio")).sample([1.0], 0.1)
 
 
 def test_softmax_probabilities_are_shifted_per_row_so_no_row_underflows():

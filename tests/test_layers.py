@@ -16,13 +16,11 @@ from nnexp.nn import (
     SigmoidBCE,
     SoftmaxCrossEntropy,
     StepStats,
-    activation_stats,
-    gradient_stats,
+    grad_norms,
     initialize,
     make_activation,
     mlp,
     sigmoid,
-    update_ratios,
 )
 
 # --- the tutorial's hand-worked numbers --------------------------------------------------------
@@ -238,28 +236,39 @@ def test_schedules():
 # --- statistics --------------------------------------------------------------------------------
 
 
+def _one_step(params, activations, want, norms=(), lr=0.0):
+    """What the trainer logs for one sampled step: StepStats' summary of that single sample."""
+    stats = StepStats(params, activations, want)
+    stats.sample(list(norms), lr)
+    return stats.summary()
+
+
+def _activation_stats(layer):
+    return _one_step([], [layer], ("activations",))
+
+
 def test_statistics():
     model = mlp(2, [4], 2, activation="relu", init="he", dtype=np.float64)
     relu = model.modules[1]
     x = np.array([[1.0, 2.0], [3.0, -1.0], [0.5, 0.5]])
     model.modules[0].W.value[...] = [[1, -1, 0, 2], [1, -1, 0, -2]]
     model.forward(x, training=True)
-    stats = activation_stats(relu)
+    stats = _activation_stats(relu)
     assert stats["act/relu_0/dead_frac"] == 0.5  # units 1 and 2 never fire
     assert "act/relu_0/sat_frac" not in stats
     sig = make_activation("sigmoid")
     sig.name = "sigmoid_0"
     sig.forward(np.array([[-10.0, 0.0, 10.0, 1.0]]), training=True)
-    assert activation_stats(sig)["act/sigmoid_0/sat_frac"] == 0.5
+    assert _activation_stats(sig)["act/sigmoid_0/sat_frac"] == 0.5
 
     params = list(model.parameters())
     for p in params:
         p.grad[...] = 1.0
-    g = gradient_stats(params)
-    assert g["grad_norm/dense_0/W"] == pytest.approx(math.sqrt(8))
-    assert g["grad_norm/global"] == pytest.approx(math.sqrt(8 + 4 + 8 + 2))
-    norms = [g[f"grad_norm/{p.name}"] for p in params]
-    r = update_ratios(params, norms, lr=0.1)
+    norms = grad_norms(params)  # what the trainer passes to StepStats.sample
+    g = _one_step(params, [], ("grad_norm",), norms)
+    assert g["grad_norm/dense_0/W/mean"] == pytest.approx(math.sqrt(8))
+    assert g["grad_norm/global/mean"] == pytest.approx(math.sqrt(8 + 4 + 8 + 2))
+    r = _one_step(params, [], ("update_ratio",), norms, lr=0.1)
     assert set(r) == {"update_ratio/dense_0", "update_ratio/dense_1"}
     w_norm = np.linalg.norm(model.modules[0].W.value)
     assert r["update_ratio/dense_0"] == pytest.approx(0.1 * math.sqrt(8) / w_norm)
@@ -292,7 +301,7 @@ def test_dead_fraction_counts_units_never_positive_in_the_batch(name):
     layer.name = f"{name}_0"
     x = np.array([[-1.0, 2.0, -3.0, 0.0], [-2.0, -1.0, -1.0, 0.5], [-0.5, -4.0, -2.0, 0.0]])
     layer.forward(x, training=True)
-    stats = activation_stats(layer)
+    stats = _activation_stats(layer)
     assert stats[f"act/{name}_0/dead_frac"] == 0.5  # units 0 and 2
     y = layer.output
     assert stats[f"act/{name}_0/mean"] == pytest.approx(y.mean())

@@ -36,7 +36,7 @@ from nnexp.nn.mlp import mlp
 from nnexp.nn.module import Module, Parameter, Sequential
 from nnexp.nn.optim import OPTIMIZERS, SGD, Adam, AdamW, Optimizer, RMSprop
 from nnexp.nn.schedules import SCHEDULES, Schedule
-from nnexp.nn.stats import StepStats, activation_stats, gradient_stats, update_ratios
+from nnexp.nn.stats import StepStats
 
 __all__ = [
     "ACTIVATIONS",
@@ -69,7 +69,6 @@ __all__ = [
     "SoftmaxCrossEntropy",
     "StepStats",
     "Tanh",
-    "activation_stats",
     "add_l2_grad",
     "clip_by_global_norm",
     "clip_by_value",
@@ -77,7 +76,6 @@ __all__ = [
     "global_norm",
     "grad_norms",
     "gradcheck",
-    "gradient_stats",
     "initialize",
     "l2_penalty",
     "make_activation",
@@ -85,5 +83,4 @@ __all__ = [
     "pack",
     "param_norms",
     "sigmoid",
-    "update_ratios",
 ]

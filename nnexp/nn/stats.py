@@ -1,5 +1,6 @@
 """Training statistics that make failures visible: gradient norms, update-to-weight ratios,
-activation statistics, and an accumulator that summarizes them per epoch (mean and max).
+activation statistics, and `StepStats`, which collects them per sampled step and summarizes
+them per epoch (mean and max).
 
 Each is a handful of reductions over arrays the step already has; the trainer decides how
 often to compute them, so they cost nothing when off.
@@ -13,26 +14,8 @@ from collections.abc import Collection, Sequence
 import numpy as np
 
 from nnexp.nn.activations import Activation
-from nnexp.nn.gradients import global_norm, grad_norms, norm
+from nnexp.nn.gradients import global_norm, norm
 from nnexp.nn.module import Parameter
-
-
-def gradient_stats(params: Sequence[Parameter], norms: Sequence[float] | None = None) -> dict:
-    """``grad_norm/<layer>/<param>`` for each parameter and ``grad_norm/global``."""
-    norms = grad_norms(params) if norms is None else norms
-    out = {f"grad_norm/{p.name}": n for p, n in zip(params, norms, strict=True)}
-    out["grad_norm/global"] = global_norm(norms)
-    return out
-
-
-def update_ratios(params: Sequence[Parameter], norms: Sequence[float], lr: float) -> dict:
-    """``update_ratio/<layer>`` = lr * ||grad W|| / ||W|| for each weight matrix: the relative
-    size of an SGD step (around 1e-3 is healthy; 1e-6 is stuck; 1e-1 and up is exploding)."""
-    return {
-        update_ratio_key(p): update_ratio(lr, n, norm(p.value))
-        for p, n in zip(params, norms, strict=True)
-        if p.decay  # weight matrices
-    }
 
 
 def update_ratio_key(weight: Parameter) -> str:
@@ -40,6 +23,8 @@ def update_ratio_key(weight: Parameter) -> str:
 
 
 def update_ratio(lr: float, grad_norm: float, weight_norm: float) -> float:
+    """lr·‖∇W‖/‖W‖ for a weight matrix: the relative size of an SGD step (around 1e-3 is
+    healthy; 1e-6 is stuck; 1e-1 and up is exploding)."""
     return lr * grad_norm / (weight_norm + 1e-12)
 
 
@@ -77,15 +62,6 @@ def activation_values(layer: Activation, y: np.ndarray) -> list[float]:
         lo, hi = layer.saturation
         values.append(np.count_nonzero((y < lo) | (y > hi)) / n)
     return values
-
-
-def activation_stats(layer: Activation) -> dict:
-    """``act/<layer>/mean``, ``/std``, ``/dead_frac`` (units never positive in the batch, ReLU
-    family), ``/sat_frac`` (outputs where the derivative is nearly zero, sigmoid/tanh)."""
-    y = layer.output
-    if y is None:
-        return {}
-    return dict(zip(activation_keys(layer), activation_values(layer, y), strict=True))
 
 
 class StepStats:
