@@ -27,10 +27,10 @@ from nnexp.data import (
     Splits,
     load_dataset,
     prepare,
-    split_dataset,
+    split_indices,
     validate_spec,
 )
-from nnexp.data.split import allocate
+from nnexp.data.split import allocate, make_splits
 
 # name -> (task, n_rows, n_features, n_classes) for the default spec
 EXPECTED = {
@@ -163,9 +163,18 @@ def test_spirals_shape_and_seed():
 # --- splitting ------------------------------------------------------------------------------
 
 
+def _split(ds, val_fraction, test_fraction, seed):
+    """`prepare`'s split of a dataset in memory: stratified row indices, then those rows."""
+    labels = ds.y if ds.is_classification else None
+    parts = split_indices(
+        labels, val_fraction, test_fraction, seed, n=len(ds.y), classes=ds.classes
+    )
+    return make_splits(ds, ds.X, ds.y, parts)
+
+
 def test_split_sizes_disjoint_and_complete():
     ds = load_dataset(MoonsSpec())
-    s = split_dataset(ds, 0.2, 0.2, seed=0)
+    s = _split(ds, 0.2, 0.2, seed=0)
     assert (len(s.X_train), len(s.X_val), len(s.X_test)) == (600, 200, 200)
     rows = {tuple(r) for part in (s.X_train, s.X_val, s.X_test) for r in part}
     assert len(rows) == 1000  # disjoint and, together, every row
@@ -174,7 +183,7 @@ def test_split_sizes_disjoint_and_complete():
 
 def test_split_is_stratified_within_one_sample():
     ds = _imbalanced()
-    s = split_dataset(ds, 0.25, 0.15, seed=3)
+    s = _split(ds, 0.25, 0.15, seed=3)
     counts = np.bincount(ds.y)
     for part, frac in ((s.y_train, 0.6), (s.y_val, 0.25), (s.y_test, 0.15)):
         share = counts * len(part) / len(ds.y)
@@ -199,7 +208,7 @@ def test_allocate_is_an_exact_controlled_rounding():
 
 def test_split_is_deterministic_per_seed():
     ds = load_dataset(MoonsSpec())
-    a, b, c = (split_dataset(ds, 0.2, 0.2, seed) for seed in (5, 5, 6))
+    a, b, c = (_split(ds, 0.2, 0.2, seed) for seed in (5, 5, 6))
     np.testing.assert_array_equal(a.X_train, b.X_train)
     np.testing.assert_array_equal(a.y_test, b.y_test)
     assert not np.array_equal(a.X_train, c.X_train)
@@ -207,7 +216,7 @@ def test_split_is_deterministic_per_seed():
 
 
 def test_split_interleaves_classes():
-    s = split_dataset(_imbalanced(), 0.2, 0.2, seed=0)
+    s = _split(_imbalanced(), 0.2, 0.2, seed=0)
     assert not np.all(np.diff(s.y_train) >= 0)  # not sorted by class
 
 
@@ -451,9 +460,9 @@ def test_bad_npz(tmp_path):
 def test_splits_that_cannot_be_made():
     tiny = Dataset("tiny", np.zeros((2, 1)), np.zeros(2), "regression", ["a"], None)
     with pytest.raises(DatasetError, match=r"dataset\.val_fraction=0\.2.*empty split"):
-        split_dataset(tiny, 0.2, 0.2, seed=0)
+        _split(tiny, 0.2, 0.2, seed=0)
     with pytest.raises(DatasetError, match=r"class 'z' has 7 row\(s\).*val_fraction=0\.45"):
-        split_dataset(_imbalanced(), 0.45, 0.45, seed=0)
+        _split(_imbalanced(), 0.45, 0.45, seed=0)
     with pytest.raises(DatasetError, match="dtype=int64"):
         prepare(MoonsSpec(), dtype=np.int64)
 

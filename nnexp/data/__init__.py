@@ -32,7 +32,7 @@ from nnexp.data.specs import (
     WineSpec,
 )
 from nnexp.data.spirals import make_spirals
-from nnexp.data.split import Splits, split_dataset, split_indices
+from nnexp.data.split import Splits, split_indices
 
 __all__ = [
     "AUTO_MAX_CLASSES",
@@ -61,7 +61,6 @@ __all__ = [
     "load_dataset",
     "make_spirals",
     "prepare",
-    "split_dataset",
     "split_indices",
     "validate_spec",
 ]

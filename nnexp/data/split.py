@@ -169,15 +169,6 @@ def _check_strata(
         )
 
 
-def split_dataset(ds: Dataset, val_fraction: float, test_fraction: float, seed: int) -> Splits:
-    """Split ``ds`` (stratified for classification); arrays keep their dtypes, no scaling."""
-    labels = ds.y if ds.is_classification else None
-    train, val, test = split_indices(
-        labels, val_fraction, test_fraction, seed, n=len(ds.y), classes=ds.classes
-    )
-    return make_splits(ds, ds.X, ds.y, (train, val, test))
-
-
 def make_splits(ds: Dataset, X: np.ndarray, y: np.ndarray, parts: tuple[np.ndarray, ...]) -> Splits:
     """Gather rows of ``X``/``y`` (which may be cast copies of ``ds``'s) into a Splits."""
     xs = [np.take(X, idx, axis=0) for idx in parts]
