@@ -156,7 +156,7 @@ def test_only_training_passes_record_the_output(cls):
 
 def test_activation_traits_read_by_the_statistics():
     traits = {
-        cls: (cls.kind, cls.dies, cls.nonnegative, cls.saturation, cls.records_output)
+        cls: (cls.kind, cls.counts_dead, cls.nonnegative, cls.saturation, cls.records_output)
         for cls in (Identity, ReLU, LeakyReLU, ELU, Tanh, Sigmoid, GELU)
     }
     assert traits == {

@@ -4,9 +4,15 @@ Each layer keeps what its derivative needs — usually its *output*, so that it 
 (``inplace=True``: forward overwrites its input, backward overwrites the incoming gradient).
 `mlp()` turns in-place on where the arrays involved belong to the neighbouring layers.
 
-Class attributes tell `stats` how to read an activation: ``dies`` (a unit that is never positive
-passes no gradient: the ReLU family) and ``saturation`` (output bounds beyond which the local
-derivative is below ~8% of its peak: sigmoid and tanh).
+Class attributes tell `stats` how to read an activation:
+
+- ``counts_dead``: log ``dead_frac``, the fraction of units never positive in the batch (the ReLU
+  family). For ReLU such a unit is dead: output 0 and gradient 0 for the whole batch. LeakyReLU
+  and ELU still pass it a gradient (slope α, and α·eˣ), so for them it counts units stuck on the
+  negative side, which learn more slowly but are not dead.
+- ``nonnegative``: outputs are never negative (ReLU), so a column sum of 0 means never positive.
+- ``saturation``: output bounds beyond which the local derivative is below ~8% of its peak
+  (sigmoid and tanh); ``sat_frac`` is the fraction of outputs beyond them.
 """
 
 from __future__ import annotations
@@ -31,7 +37,7 @@ def sigmoid(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
 
 
 class Activation(Module):
-    dies = False
+    counts_dead = False  # statistics log dead_frac: units never positive in the batch
     nonnegative = False  # outputs are never negative (ReLU): a column sum of 0 means dead
     saturation: tuple[float, float] | None = None
     records_output = True  # keeps its training output (`output`) for statistics
@@ -68,7 +74,7 @@ class Identity(Activation):
 @ACTIVATIONS.register("relu")
 class ReLU(Activation):
     kind = "relu"
-    dies = True
+    counts_dead = True
     nonnegative = True
 
     def forward(self, x, training=False):
@@ -87,7 +93,7 @@ class ReLU(Activation):
 @ACTIVATIONS.register("leaky_relu")
 class LeakyReLU(Activation):
     kind = "leaky_relu"
-    dies = True
+    counts_dead = True
 
     def __init__(self, alpha: float = 0.01, inplace: bool = False) -> None:
         super().__init__(inplace)
@@ -109,7 +115,7 @@ class LeakyReLU(Activation):
 @ACTIVATIONS.register("elu")
 class ELU(Activation):
     kind = "elu"
-    dies = True
+    counts_dead = True
 
     def __init__(self, alpha: float = 1.0, inplace: bool = False) -> None:
         super().__init__(inplace)

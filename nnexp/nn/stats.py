@@ -29,10 +29,12 @@ def update_ratio(lr: float, grad_norm: float, weight_norm: float) -> float:
 
 
 def activation_keys(layer: Activation) -> list[str]:
-    """The statistics `activation_values` returns for this layer, in order."""
+    """The statistics `activation_values` returns for this layer, in order: ``act/<layer>/mean``,
+    ``/std``, ``/dead_frac`` (units never positive in the batch: `Activation.counts_dead`) and
+    ``/sat_frac`` (outputs where the derivative is nearly zero: `Activation.saturation`)."""
     prefix = f"act/{layer.name}"
     keys = [f"{prefix}/mean", f"{prefix}/std"]
-    if layer.dies:
+    if layer.counts_dead:
         keys.append(f"{prefix}/dead_frac")
     if layer.saturation is not None:
         keys.append(f"{prefix}/sat_frac")
@@ -52,7 +54,7 @@ def activation_values(layer: Activation, y: np.ndarray) -> list[float]:
     column_sums = np.add.reduce(y, axis=0)
     mean = float(np.add.reduce(column_sums)) / n
     values = [mean, math.sqrt(max(float(np.vdot(flat, flat)) / n - mean * mean, 0.0))]
-    if layer.dies:
+    if layer.counts_dead:
         units = y.shape[1]
         if layer.nonnegative:  # a column sum of 0 (not NaN) is a dead unit: one call fewer
             values.append((units - np.count_nonzero(column_sums)) / units)
