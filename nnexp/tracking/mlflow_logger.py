@@ -18,7 +18,7 @@ continues without gaps or duplicate steps.
 
 Faults: if the store fails at start, `TrackingUnavailable` (before any training). If it fails
 mid-run, training goes on and every operation that could not be sent is spooled to disk
-(`nnexp.tracking.offline`); the spool is replayed when the store answers again (tried every
+(`nnexp.tracking.link`, `nnexp.tracking.offline`); the spool is replayed when the store answers again (tried every
 `retry_every_s`), or the user is told how to upload it.
 """
 
@@ -34,7 +34,6 @@ from typing import TYPE_CHECKING, Any
 
 from nnexp.names import (
     RUN_FILE,
-    SPOOL_DIR,
     TAG_CHECKPOINT_DIR,
     TAG_DIVERGED,
     TAG_ERROR,
@@ -45,7 +44,7 @@ from nnexp.names import (
 )
 from nnexp.timing import phase
 from nnexp.tracking import limits
-from nnexp.tracking.offline import Spool
+from nnexp.tracking.link import StoreLink, first_line
 from nnexp.tracking.server import TrackingUnavailable
 from nnexp.tracking.store import get_or_create_experiment
 from nnexp.train.callbacks import Callback
@@ -107,18 +106,18 @@ class MlflowTracker(Callback):
         # False: metrics (and params, tags, status) only — no config, checkpoints, plots or
         # model uploaded (what a benchmark of the per-epoch cost wants).
         self.artifacts = artifacts
-        self.client: MlflowClient | None = None
-        self.experiment_id: str | None = None
-        self.run_id: str | None = None
-        self.spool = Spool(self.run_dir / SPOOL_DIR)
-        self.offline = False  # the store failed mid-run: operations go to the spool
-        self._last_attempt = 0.0
+        self.link = StoreLink(self.run_dir, retry_every_s)  # the store, or the spool
         self._buffer: list[Metric] = []
         self._last_point: dict[str, tuple[int, float]] = {}
         self._last_timestamp = 0  # ms of the last metrics recorded (see _add_metrics)
         self._last_flush = 0.0
         self._sent_through = 0  # steps a resumed run already has in MLflow
         self._plot_worker: PlotWorker | None = None
+
+    # The run's identity lives on the link, which needs it to spool and to replay.
+    client = property(lambda self: self.link.client)
+    run_id = property(lambda self: self.link.run_id)
+    experiment_id = property(lambda self: self.link.experiment_id)
 
     # -- events ---------------------------------------------------------------------------
 
@@ -135,7 +134,7 @@ class MlflowTracker(Callback):
             raise
 
     def _start(self, trainer: Trainer, client_class: type[MlflowClient]) -> None:
-        self.client = client_class(self.uri)  # None: MLFLOW_TRACKING_URI or ./mlflow.db
+        self.link.client = client_class(self.uri)  # None: MLFLOW_TRACKING_URI or ./mlflow.db
         self._buffer.clear()
         self._last_point.clear()
         try:
@@ -152,7 +151,7 @@ class MlflowTracker(Callback):
         except Exception as exc:  # the store refused or failed: no training without tracking
             raise TrackingUnavailable(
                 f"MLflow tracking store {self.client.tracking_uri}: could not start the run "
-                f"({type(exc).__name__}: {_first_line(exc)}); "
+                f"({type(exc).__name__}: {first_line(exc)}); "
                 "to train without tracking use tracking.enabled=false"
             ) from exc
         self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
@@ -185,7 +184,7 @@ class MlflowTracker(Callback):
             if diverged:  # nan_policy=stop: a usable model of the last good epoch, a failed run
                 self._send_tags({TAG_ERROR: f"NonFiniteError: {diverged}", TAG_DIVERGED: TRUE})
             self._terminate("FAILED" if diverged else "FINISHED")
-            self._report_offline()
+            self.link.report()
 
     def on_exception(self, trainer: Trainer, exc: BaseException) -> None:
         """Record what there is and mark the run failed. Never raises: a tracking failure here
@@ -216,17 +215,17 @@ class MlflowTracker(Callback):
                     file=sys.stderr,
                 )
         self._stop_plots()
-        self._report_offline()
+        self.link.report()
 
     # -- starting: a new run, or the killed one again ---------------------------------------
 
     def _create(self) -> None:
-        self.experiment_id = get_or_create_experiment(self.client, self.experiment)
+        self.link.experiment_id = get_or_create_experiment(self.client, self.experiment)
         tags = {key: limits.tag_value(value) for key, value in self._run_tags().items()}
         if self.parent_run_id:
             tags[TAG_PARENT_RUN] = self.parent_run_id
         run = self.client.create_run(self.experiment_id, run_name=self.run_name, tags=tags)
-        self.run_id = run.info.run_id
+        self.link.run_id = run.info.run_id
         self._log_params(self.params)
         self._log_config()
 
@@ -236,7 +235,7 @@ class MlflowTracker(Callback):
         run = self.client.get_run(self.resume_run_id)
         if run.info.lifecycle_stage == "deleted":
             raise ValueError(f"trainer.resume: MLflow run {self.resume_run_id} is deleted")
-        self.run_id, self.experiment_id = run.info.run_id, run.info.experiment_id
+        self.link.run_id, self.link.experiment_id = run.info.run_id, run.info.experiment_id
         self.client.update_run(self.run_id, status="RUNNING")
         old = run.data.params
         new = {k: limits.param_value(v) for k, v in self.params.items()}
@@ -310,8 +309,8 @@ class MlflowTracker(Callback):
         self._last_flush = time.monotonic()
         if not self._buffer:
             return
-        if self.offline and not self._reconnect():
-            self.spool.add_metrics(self._buffer)
+        if not self.link.online():
+            self.link.spool.add_metrics(self._buffer)
             self._buffer.clear()
             return
         try:
@@ -320,20 +319,9 @@ class MlflowTracker(Callback):
                 self.client.log_batch(self.run_id, metrics=chunk, synchronous=True)
                 del self._buffer[: len(chunk)]  # only once sent
         except Exception as exc:
-            self._failed("flush metrics", exc)
-            self.spool.add_metrics(self._buffer)
+            self.link.failed("flush metrics", exc)
+            self.link.spool.add_metrics(self._buffer)
             self._buffer.clear()
-
-    def _remote(self, what: str, call: Callable[[], object], op: str, **fields: Any) -> bool:
-        """Do `call` against the store, or spool it as `op` if the store is away."""
-        if not self.offline or self._reconnect():
-            try:
-                call()
-                return True
-            except Exception as exc:
-                self._failed(what, exc)
-        self.spool.add_op(op, **fields)
-        return False
 
     def _send_checkpoints(self) -> None:
         """The checkpoints and their history (not the lock or the run record beside them)."""
@@ -342,7 +330,7 @@ class MlflowTracker(Callback):
         d = self.checkpoint_dir
         files = sorted(d.glob("*.npz")) + sorted(d.glob("history.jsonl")) if d.is_dir() else []
         for path in map(str, files):
-            self._remote(
+            self.link.call(
                 "log checkpoints",
                 lambda path=path: self.client.log_artifact(self.run_id, path, "checkpoints"),
                 "artifacts",
@@ -384,7 +372,7 @@ class MlflowTracker(Callback):
             made = make_plots(history, directory)
         if made:
             d = str(directory)
-            self._remote(
+            self.link.call(
                 "log plots",
                 lambda: self.client.log_artifacts(self.run_id, d, "plots"),
                 "artifacts",
@@ -397,7 +385,7 @@ class MlflowTracker(Callback):
             return
         from nnexp.tracking.pyfunc import log_pyfunc_model
 
-        if not self.offline or self._reconnect():
+        if self.link.online():
             try:
                 with tempfile.TemporaryDirectory(prefix="nnexp-model-") as tmp:
                     bundle = self.write_bundle(Path(tmp) / "bundle")
@@ -411,19 +399,20 @@ class MlflowTracker(Callback):
                 self.client.set_tag(self.run_id, TAG_MODEL_URI, uri)
                 return
             except Exception as exc:
-                self._failed("log the model", exc)
+                self.link.failed("log the model", exc)
         import numpy as np
 
-        bundle = self.write_bundle(self.spool.directory / "model")
-        example = self.spool.directory / "input_example.npy"
+        spool = self.link.spool
+        bundle = self.write_bundle(spool.directory / "model")
+        example = spool.directory / "input_example.npy"
         np.save(example, np.asarray(self.input_example, dtype=np.float64), allow_pickle=False)
-        self.spool.add_op("model", bundle=str(bundle), example=str(example), step=step)
+        spool.add_op("model", bundle=str(bundle), example=str(example), step=step)
 
     def _send_tags(self, tags: Mapping[str, str]) -> None:
         from mlflow.entities import RunTag
 
         batch = [RunTag(k, limits.tag_value(v)) for k, v in tags.items()]
-        self._remote(
+        self.link.call(
             "set tags",
             lambda: self.client.log_batch(self.run_id, tags=batch, synchronous=True),
             "tags",
@@ -431,72 +420,12 @@ class MlflowTracker(Callback):
         )
 
     def _terminate(self, status: str) -> None:
-        self._remote(
+        self.link.call(
             f"end the run {status}",
             lambda: self.client.set_terminated(self.run_id, status),
             "terminate",
             status=status,
         )
-
-    # -- offline ---------------------------------------------------------------------------
-
-    def _failed(self, what: str, exc: Exception) -> None:
-        """An operation failed (the caller spools it). If the store does not answer at all,
-        go offline: further operations are spooled without waiting for MLflow's retries."""
-        from nnexp.tracking.server import check_reachable
-
-        if not self.spool.directory.is_dir():
-            self.spool.open(self.run_id, self.client.tracking_uri, self.experiment_id)
-        try:
-            check_reachable(self.client.tracking_uri, timeout_s=2.0)
-        except Exception:
-            self.offline = True
-            self._last_attempt = time.monotonic()
-        print(
-            f"WARNING nnexp.tracking: could not {what} for MLflow run {self.run_id} "
-            f"({self.client.tracking_uri}): {type(exc).__name__}: {_first_line(exc)}. "
-            + (
-                "The store is unreachable: training goes on, and what cannot be sent is kept "
-                f"in {self.spool.directory} until it answers again"
-                if self.offline
-                else f"Kept in {self.spool.directory}"
-            ),
-            file=sys.stderr,
-        )
-
-    def _reconnect(self, force: bool = False) -> bool:
-        """Try the store again (at most every `retry_every_s` unless `force`); on success send
-        the spool and go back online."""
-        if not force and time.monotonic() - self._last_attempt < self.retry_every_s:
-            return False
-        self._last_attempt = time.monotonic()
-        from nnexp.tracking.server import check_reachable
-
-        try:
-            check_reachable(self.client.tracking_uri, timeout_s=2.0)
-            metrics, ops = self.spool.upload(self.client)
-        except Exception:
-            return False
-        self.offline = False
-        print(
-            f"nnexp.tracking: MLflow store answers again: sent {metrics} spooled metric points "
-            f"and {ops} operations of run {self.run_id}",
-            file=sys.stderr,
-        )
-        return True
-
-    def _report_offline(self) -> None:
-        """At the end: one last try to send the spool, else say where it is and how to send it."""
-        if not self.spool.directory.is_dir() or self.spool.empty():
-            return
-        if self.offline and self._reconnect(force=True):
-            return
-        print(f"WARNING nnexp.tracking: {self.spool.instructions()}", file=sys.stderr)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0][:300] if text else type(exc).__name__
 
 
 def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
