@@ -95,8 +95,8 @@ def mlp_kwargs(cfg: Config, in_features: int, out_features: int) -> dict[str, An
         "activation_kwargs": {} if m.alpha is None else {"alpha": m.alpha},
         "init": m.init,
         "init_kwargs": init_kwargs,
-        "dropout": m.dropout if reg.dropout is None else reg.dropout,
-        "batch_norm": m.batch_norm if reg.batch_norm is None else reg.batch_norm,
+        "dropout": reg.dropout_of(m),
+        "batch_norm": reg.batch_norm_of(m),
         "dtype": cfg.trainer.dtype,
         "seed": cfg.trainer.seed,
     }

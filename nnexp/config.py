@@ -82,8 +82,10 @@ class ModelConfig:
     init: str = choice("he", INITIALIZERS)
     # std of init=normal, limit of init=uniform
     init_scale: float | None = bounded(None, gt=0, finite=True)
-    dropout: float = bounded(0.0, ge=0, lt=1)
-    batch_norm: bool = False
+    # Aliases of regularization.dropout / regularization.batch_norm, the knobs' own keys (which
+    # win when both are set); kept because command lines and experiments use them. None: unset.
+    dropout: float | None = bounded(None, ge=0, lt=1)
+    batch_norm: bool | None = None
     output: str = choice("auto", {"auto", *LOSSES})  # the fused loss: auto picks it by task
 
     def __post_init__(self) -> None:
@@ -205,8 +207,10 @@ class RegularizationConfig:
     name: str = "none"
     # lambda of the penalty 0.5 * lambda * ||W||^2 (weights, not biases)
     l2: float = bounded(0.0, ge=0, finite=True)
-    dropout: float | None = bounded(None, ge=0, lt=1)  # None: keep model.dropout
-    batch_norm: bool | None = None  # None: keep model.batch_norm
+    # The dropout and batch-norm knobs (groups' options dropout, l2_dropout, batchnorm). None:
+    # unset, so the alias model.dropout / model.batch_norm if that is set, else off.
+    dropout: float | None = bounded(None, ge=0, lt=1)
+    batch_norm: bool | None = None
     early_stopping: bool = False
     patience: int = bounded(10, ge=1)
     min_delta: float = bounded(0.0, ge=0, finite=True)
@@ -214,6 +218,18 @@ class RegularizationConfig:
 
     def __post_init__(self) -> None:
         _check(self, "regularization")
+
+    def dropout_of(self, model: ModelConfig) -> float:
+        """The dropout rate: this key's, else its alias model.dropout's, else 0 (none)."""
+        return _first_set(self.dropout, model.dropout, 0.0)
+
+    def batch_norm_of(self, model: ModelConfig) -> bool:
+        """Batch norm on or off: this key's, else its alias model.batch_norm's, else off."""
+        return _first_set(self.batch_norm, model.batch_norm, False)
+
+
+def _first_set(*values: Any) -> Any:
+    return next(v for v in values if v is not None)
 
 
 @dataclass

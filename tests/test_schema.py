@@ -237,3 +237,30 @@ def test_nnexp_nn_imports_on_its_own():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     loaded = ast.literal_eval(out.stdout)
     assert all(m == "nnexp" or m.startswith("nnexp.nn") for m in loaded), loaded
+
+
+# --- one key per knob: regularization owns dropout and batch_norm; model's are aliases ----------
+
+
+@pytest.mark.parametrize(
+    ("model", "regularization", "dropout", "batch_norm"),
+    [
+        ({}, {}, 0.0, False),  # neither set: off
+        ({"dropout": 0.3, "batch_norm": True}, {}, 0.3, True),  # the alias alone
+        ({}, {"dropout": 0.2, "batch_norm": True}, 0.2, True),  # the knob's own key
+        ({"dropout": 0.1, "batch_norm": True}, {"dropout": 0.4, "batch_norm": False}, 0.4, False),
+        ({"dropout": 0.5}, {"dropout": 0.0}, 0.0, False),  # an explicit 0 wins too
+    ],
+)
+def test_regularization_owns_dropout_and_batch_norm_and_model_keys_are_aliases(
+    model, regularization, dropout, batch_norm
+):
+    m, reg = ModelConfig(**model), RegularizationConfig(**regularization)
+    assert reg.dropout_of(m) == dropout and reg.batch_norm_of(m) is batch_norm
+
+
+def test_the_aliases_are_unset_by_default():
+    with initialize_config_module("nnexp.conf", version_base="1.3"):
+        cfg = compose("config", overrides=["regularization=dropout"])
+    assert cfg.model.dropout is None and cfg.model.batch_norm is None
+    assert cfg.regularization.dropout == 0.2 and cfg.regularization.batch_norm is None
