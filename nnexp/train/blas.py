@@ -17,7 +17,10 @@ def blas_pools() -> list[dict]:
     """threadpoolctl's description of each BLAS library loaded in this process."""
     from threadpoolctl import threadpool_info
 
-    return [pool for pool in threadpool_info() if pool.get("user_api") == "blas"]
+    pools = [pool for pool in threadpool_info() if pool.get("user_api") == "blas"]
+    # threadpoolctl lists them in load order, which varies between processes (NumPy's and
+    # SciPy's OpenBLAS): sorted, the same libraries give the same tags.
+    return sorted(pools, key=lambda p: (str(p.get("internal_api")), str(p.get("version"))))
 
 
 def blas_tags() -> dict[str, str]:
