@@ -52,9 +52,10 @@ from nnexp.nn import (
     pack,
     param_norms,
 )
+from nnexp.nn.flat import _chunks
 from nnexp.nn.gradients import add_l2_grad, norm
 from nnexp.nn.losses import Loss
-from nnexp.nn.optim import Optimizer, _chunks
+from nnexp.nn.optim import Optimizer
 from nnexp.nn.registry import Registry
 from nnexp.nn.schedules import Schedule
 from nnexp.nn.stats import activation_keys, activation_values, update_ratio

@@ -19,7 +19,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from nnexp.nn.flat import flat_view
+from nnexp.nn.flat import slot_arrays
 from nnexp.nn.module import Parameter
 from nnexp.nn.registry import Registry
 
@@ -38,37 +38,9 @@ class Optimizer:
             raise ValueError(f"learning rate must be > 0, got {lr}")
         self.lr = lr
         self.t = 0  # steps taken
-        values = flat_view([p.value for p in self.params])
-        grads = flat_view([p.grad for p in self.params])
-        if values is not None and grads is not None:  # packed: one update for all
-            slots = {s: np.zeros_like(values) for s in self.slots}
-            # Updated in chunks of CHUNK elements: an update makes several passes over its
-            # arrays (Adam twelve), and when one chunk of all of them fits in a core's L2 cache
-            # only the first pass goes to memory (Adam's step ~1/4 faster on the 235k-weight
-            # benchmark MLP). Small models are one chunk; the arithmetic is the same.
-            chunks = _chunks(values.size, CHUNK)
-            scratch = np.empty(max(b - a for a, b in chunks), dtype=values.dtype)
-            self._groups = [
-                (
-                    Parameter("all", values[a:b], grad=grads[a:b]),
-                    {s: vector[a:b] for s, vector in slots.items()},
-                    scratch[: b - a],
-                )
-                for a, b in chunks
-            ]
-            self.state = {p.name: {} for p in self.params}
-            offset = 0
-            for p in self.params:
-                for s, vector in slots.items():
-                    self.state[p.name][s] = vector[offset : offset + p.value.size].reshape(
-                        p.value.shape
-                    )
-                offset += p.value.size
-        else:
-            self.state = {
-                p.name: {s: np.zeros_like(p.value) for s in self.slots} for p in self.params
-            }
-            self._groups = [(p, self.state[p.name], np.empty_like(p.value)) for p in self.params]
+        # state[name][slot]: the arrays state_dict saves; _groups: what each update call gets
+        # (the packed vector in chunks of CHUNK elements, or one parameter): flat.slot_arrays.
+        self.state, self._groups = slot_arrays(self.params, self.slots, CHUNK)
 
     def step(self) -> None:
         self.t += 1
@@ -102,15 +74,6 @@ class Optimizer:
                 np.copyto(value, src)
         self.t = int(flat["t"])
         self.lr = float(flat["lr"])
-
-
-def _chunks(size: int, chunk: int) -> list[tuple[int, int]]:
-    """[start, end) ranges covering `size` in as few near-equal pieces as `chunk` allows, each
-    starting at a multiple of 16 elements (cache-line aligned in the packed vector)."""
-    count = -(-size // chunk)
-    step = -(-size // count)
-    step = -(-step // 16) * 16
-    return [(a, min(a + step, size)) for a in range(0, size, step)]
 
 
 @OPTIMIZERS.register("sgd")
