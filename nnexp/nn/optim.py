@@ -9,7 +9,14 @@ Every update rule here is elementwise, so when the parameters are packed into on
 (`nnexp.nn.flat.pack`, as `mlp()` builds them) it runs on that vector (in a few cache-sized
 chunks) instead of once per parameter: the same arithmetic on the same elements, bit for bit,
 with a fraction of the Python overhead. The per-parameter state arrays are then views of flat
-state vectors.
+state vectors (`nnexp.nn.flat.slot_arrays` lays them out).
+
+Each optimizer states its rule above its fast code (g: the gradient, θ: the parameter, t: the
+steps taken, from 1) and names its plain reference: the per-parameter formula in
+tests/test_optim.py (`sgd_ref`, `rmsprop_ref`, `adam_ref`), which
+test_step_matches_textbook_formula compares with the fast code to 1e-13. That packed and
+per-parameter updates agree bit for bit is
+tests/test_fast_path.py::test_packed_training_is_bit_for_bit_the_per_parameter_one.
 """
 
 from __future__ import annotations
@@ -78,7 +85,16 @@ class Optimizer:
 
 @OPTIMIZERS.register("sgd")
 class SGD(Optimizer):
-    """v = mu v + g;  w -= lr (g + mu v) with Nesterov, else lr v (PyTorch's formulation)."""
+    """Stochastic gradient descent, with optional momentum μ (PyTorch's formulation):
+
+        θ ← θ - lr·g                  (μ = 0)
+        v ← μ·v + g                   (μ > 0; v starts at 0)
+        θ ← θ - lr·v                  (momentum)
+        θ ← θ - lr·(g + μ·v)          (Nesterov)
+
+    Reference: tests/test_optim.py::sgd_ref; by hand:
+    tests/test_exact_nn.py::test_sgd_with_momentum_and_nesterov_step_by_step.
+    """
 
     def __init__(self, params, lr: float, momentum: float = 0.0, nesterov: bool = False) -> None:
         if not 0.0 <= momentum < 1.0:
@@ -94,20 +110,26 @@ class SGD(Optimizer):
         if self.momentum:
             v = state["velocity"]
             v *= f(self.momentum)
-            v += g
+            v += g  # v ← μ·v + g
             if self.nesterov:
                 np.multiply(v, f(self.momentum), out=scratch)
                 scratch += g
-                g = scratch
+                g = scratch  # g + μ·v
             else:
                 g = v
         np.multiply(g, f(self.lr), out=scratch)
-        p.value -= scratch
+        p.value -= scratch  # θ ← θ - lr·(g, v or g + μ·v)
 
 
 @OPTIMIZERS.register("rmsprop")
 class RMSprop(Optimizer):
-    """s = rho s + (1 - rho) g^2;  w -= lr g / (sqrt(s) + eps)."""
+    """RMSprop:
+
+        s ← ρ·s + (1-ρ)·g²            (s starts at 0)
+        θ ← θ - lr·g / (√s + ε)
+
+    Reference: tests/test_optim.py::rmsprop_ref.
+    """
 
     slots = ("square_avg",)
 
@@ -120,18 +142,31 @@ class RMSprop(Optimizer):
         s *= f(self.rho)
         np.multiply(g, g, out=scratch)
         scratch *= f(1.0 - self.rho)
-        s += scratch
+        s += scratch  # s ← ρ·s + (1-ρ)·g²
         np.sqrt(s, out=scratch)
         scratch += f(self.eps)
         np.divide(g, scratch, out=scratch)
         scratch *= f(self.lr)
-        p.value -= scratch
+        p.value -= scratch  # θ ← θ - lr·g/(√s + ε)
 
 
 @OPTIMIZERS.register("adam")
 class Adam(Optimizer):
-    """m, v: moving averages of g and g^2, bias-corrected with the step count t:
-    w -= lr * m_hat / (sqrt(v_hat) + eps), m_hat = m / (1 - b1^t), v_hat = v / (1 - b2^t)."""
+    """Adam: moving averages of g and g², bias-corrected with the step count t:
+
+        m ← β1·m + (1-β1)·g           (m, v start at 0)
+        v ← β2·v + (1-β2)·g²
+        m̂ = m / (1-β1^t);  v̂ = v / (1-β2^t)
+        θ ← θ - lr·m̂ / (√v̂ + ε)
+
+    The code folds both bias corrections into one step size (c1 = 1-β1^t, c2 = 1-β2^t), which
+    is the same formula with fewer passes over the arrays:
+
+        lr·m̂ / (√v̂ + ε) = (lr·√c2 / c1) · m / (√v + ε·√c2)
+
+    Reference: tests/test_optim.py::adam_ref; the first step by hand:
+    tests/test_exact_nn.py::test_optimizer_defaults_are_the_documented_ones.
+    """
 
     slots = ("m", "v")
 
@@ -149,24 +184,31 @@ class Adam(Optimizer):
         b1, b2 = self.beta1, self.beta2
         m *= f(b1)
         np.multiply(g, f(1.0 - b1), out=scratch)
-        m += scratch
+        m += scratch  # m ← β1·m + (1-β1)·g
         v *= f(b2)
         np.multiply(g, g, out=scratch)
         scratch *= f(1.0 - b2)
-        v += scratch
+        v += scratch  # v ← β2·v + (1-β2)·g²
         # Fold both bias corrections into one step size (same formula, fewer array passes).
         c1, c2 = 1.0 - b1**self.t, 1.0 - b2**self.t
         np.sqrt(v, out=scratch)
         scratch += f(self.eps * math.sqrt(c2))
-        np.divide(m, scratch, out=scratch)
+        np.divide(m, scratch, out=scratch)  # m / (√v + ε·√c2)
         scratch *= f(self.lr * math.sqrt(c2) / c1)
-        p.value -= scratch
+        p.value -= scratch  # θ ← θ - lr·m̂/(√v̂ + ε)
 
 
 @OPTIMIZERS.register("adamw")
 class AdamW(Adam):
-    """Adam with decoupled weight decay (Loshchilov & Hutter): w -= lr * wd * w before the Adam
-    step, on weight matrices only; unlike L2 it does not pass through the adaptive scaling."""
+    """Adam with decoupled weight decay λ (Loshchilov & Hutter), on weight matrices only
+    (`Parameter.decay`); unlike L2 it does not pass through the adaptive scaling:
+
+        θ ← θ - lr·λ·θ                (weights only)
+        then the Adam step above.
+
+    Reference: tests/test_optim.py::adam_ref with wd (the "adamw" case);
+    tests/test_exact_nn.py::test_adamw_decays_weights_only_and_not_without_weight_decay.
+    """
 
     def __init__(self, params, lr: float, weight_decay: float = 0.01, **adam) -> None:
         super().__init__(params, lr, **adam)
@@ -178,5 +220,5 @@ class AdamW(Adam):
         if self.weight_decay:
             for p in self.params:
                 if p.decay:
-                    p.value *= p.value.dtype.type(1.0 - self.lr * self.weight_decay)
+                    p.value *= p.value.dtype.type(1.0 - self.lr * self.weight_decay)  # θ -= lr·λ·θ
         super().step()
