@@ -164,7 +164,7 @@ class Adam(Optimizer):
 
         lr·m̂ / (√v̂ + ε) = (lr·√c2 / c1) · m / (√v + ε·√c2)
 
-    Reference: tests/test_optim.py::adam_ref; the first step by hand:
+    Reference: tests/test_optim.py::adam_ref; two steps by hand:
     tests/test_exact_nn.py::test_optimizer_defaults_are_the_documented_ones.
     """
 
