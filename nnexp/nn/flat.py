@@ -80,9 +80,17 @@ def slot_arrays(
         state = {p.name: {s: np.zeros_like(p.value) for s in slots} for p in params}
         return state, [(p, state[p.name], np.empty_like(p.value)) for p in params]
     vectors = {s: np.zeros_like(values) for s in slots}
+    groups = _pieces(values, grads, vectors, chunk)
+    return _per_parameter(params, vectors), groups
+
+
+def _pieces(
+    values: np.ndarray, grads: np.ndarray, vectors: dict[str, np.ndarray], chunk: int
+) -> list[Group]:
+    """The packed vector and its slot vectors cut into the same pieces, one scratch for all."""
     pieces = _chunks(values.size, chunk)
     scratch = np.empty(max(b - a for a, b in pieces), dtype=values.dtype)
-    groups = [
+    return [
         (
             Parameter("all", values[a:b], grad=grads[a:b]),
             {s: vector[a:b] for s, vector in vectors.items()},
@@ -90,7 +98,13 @@ def slot_arrays(
         )
         for a, b in pieces
     ]
-    state: dict[str, dict[str, np.ndarray]] = {}
+
+
+def _per_parameter(
+    params: Sequence[Parameter], vectors: dict[str, np.ndarray]
+) -> dict[str, dict[str, np.ndarray]]:
+    """``{p.name: {slot: view}}``: each parameter's slice of each slot vector, in its shape."""
+    state = {}
     offset = 0
     for p in params:
         end = offset + p.value.size
@@ -98,7 +112,7 @@ def slot_arrays(
             s: vector[offset:end].reshape(p.value.shape) for s, vector in vectors.items()
         }
         offset = end
-    return state, groups
+    return state
 
 
 def _chunks(size: int, chunk: int) -> list[tuple[int, int]]:
