@@ -37,7 +37,6 @@ from nnexp.data import (
     load_dataset,
     make_spirals,
     prepare,
-    split_dataset,
     split_indices,
     validate_spec,
 )
@@ -689,7 +688,7 @@ def test_csv_reading_details(tmp_path):
     path = _csv(tmp_path, " a \t target \n1\t yes \n2\tno\n3\t yes\n")
     ds = load_dataset(FileSpec(path=path, delimiter="\\t"))
     assert ds.feature_names == ["a"] and ds.classes == ["no", "yes"] and ds.y.tolist() == [1, 0, 1]
-    # Python's float() takes what NumPy's parser will not (underscores): the slow path
+    # NumPy's cast parses what float() does: underscores, Unicode digits, padding
     path = _csv(tmp_path, "a,target\n1_000,0\n2,1\n", "u.csv")
     np.testing.assert_array_equal(load_dataset(FileSpec(path=path)).X[:, 0], [1000.0, 2.0])
     path = _csv(tmp_path, "a,b,target\n1,2,0\n3,4,1\n", "t.csv")
@@ -832,22 +831,38 @@ def test_npz_reading_details(tmp_path):
     )
 
 
-def test_split_dataset_keeps_regression_unstratified_and_classification_stratified():
-    rng = np.random.default_rng(0)
-    reg = Dataset("r", rng.standard_normal((20, 2)), rng.standard_normal(20), "regression",
-                  ["a", "b"], None)  # fmt: skip
-    s = split_dataset(reg, 0.25, 0.25, seed=3)  # unique float targets: one stratum, no error
-    assert (len(s.y_train), len(s.y_val), len(s.y_test)) == (10, 5, 5)
-    train, val, test = split_indices(None, 0.25, 0.25, seed=3, n=20)
-    np.testing.assert_array_equal(s.X_train, reg.X[train])
-    np.testing.assert_array_equal(s.y_test, reg.y[test])
-    assert s.task == "regression" and s.classes is None and s.n_classes is None
-    y = np.repeat([0, 1], [12, 8])
-    cls = Dataset("c", rng.standard_normal((20, 2)), y, "binary", ["a", "b"], ["no", "yes"])
-    s = split_dataset(cls, 0.25, 0.25, seed=3)
-    train, val, test = split_indices(y, 0.25, 0.25, seed=3)
-    np.testing.assert_array_equal(s.y_train, y[train])
-    np.testing.assert_array_equal(s.y_val, y[val])
-    np.testing.assert_array_equal(s.X_test, cls.X[test])
-    assert s.classes == ["no", "yes"] and s.classes is not cls.classes
-    assert s.feature_names == ["a", "b"] and s.feature_names is not cls.feature_names
+def test_generated_sets_are_named_after_their_spec():
+    specs = (
+        BlobsSpec(n_samples=20),
+        ClassificationSpec(n_samples=20),
+        RegressionSpec(n_samples=20),
+        DiabetesSpec(),
+        Friedman1Spec(n_samples=20),
+    )
+    assert [load_dataset(spec).name for spec in specs] == [
+        "blobs", "classification", "regression", "diabetes", "friedman1",
+    ]  # fmt: skip
+
+
+def test_classification_cluster_count_is_bounded_by_two_to_the_informative_features():
+    validate_spec(ClassificationSpec(n_informative=3, n_classes=8, n_clusters_per_class=1))  # 8
+    _raises(
+        lambda: validate_spec(ClassificationSpec(n_informative=3, n_classes=9)),
+        "dataset.n_informative=3: 2**n_informative must be >= n_classes * n_clusters_per_class "
+        "= 18",
+    )
+    _raises(
+        lambda: validate_spec(ClassificationSpec(n_classes=3, weights=[0.0, 0.5])),
+        "dataset.weights=[0.0, 0.5]: must be 3 (or 2) class proportions, each > 0 and < 1",
+    )
+
+
+def test_a_binary_task_on_many_classes_lists_ten_of_them(tmp_path):
+    rows = "".join(f"{i},{i % 12}\n" for i in range(36))
+    path = _csv(tmp_path, "a,target\n" + rows)
+    names = ", ".join(repr(str(k)) for k in range(10))
+    _raises(
+        lambda: load_dataset(FileSpec(path=path, task="binary")),
+        f"dataset.task='binary': needs exactly 2 classes; 'target' has 12 classes ({names}, ... "
+        "(2 more)); use task=multiclass or task=auto",
+    )
