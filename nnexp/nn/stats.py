@@ -18,6 +18,16 @@ from nnexp.nn.gradients import global_norm, norm
 from nnexp.nn.module import Parameter
 
 
+def grad_norm_keys(params: Sequence[Parameter]) -> list[str]:
+    """``grad_norm/<layer>/<param>`` for each parameter, then ``grad_norm/global``."""
+    return [f"grad_norm/{p.name}" for p in params] + ["grad_norm/global"]
+
+
+def _weights(params: Sequence[Parameter]) -> list[int]:
+    """Where the weight matrices (``decay``) sit in `params`."""
+    return [i for i, p in enumerate(params) if p.decay]
+
+
 def update_ratio_key(weight: Parameter) -> str:
     return f"update_ratio/{weight.name.rsplit('/', 1)[0]}"
 
@@ -83,17 +93,16 @@ class StepStats:
         self.params = list(params)
         self.want = set(want)
         # Indices of the weight matrices in `params` (their norms come in that order).
-        self.weights = [i for i, p in enumerate(self.params) if p.decay and "update_ratio" in want]
-        self.activations = [a for a in activations if a.records_output and "activations" in want]
-        grad_keys = []
-        if "grad_norm" in want:
-            grad_keys = [f"grad_norm/{p.name}" for p in self.params] + ["grad_norm/global"]
-        other_keys = [update_ratio_key(self.params[i]) for i in self.weights]
+        self.weights = _weights(self.params) if "update_ratio" in want else []
+        self.activations = (
+            [a for a in activations if a.records_output] if "activations" in want else []
+        )
+        self.grad_keys = grad_norm_keys(self.params) if "grad_norm" in want else []
+        self.other_keys = [update_ratio_key(self.params[i]) for i in self.weights]
         for layer in self.activations:
-            other_keys += activation_keys(layer)
-        self.grad_keys, self.other_keys = grad_keys, other_keys
-        size = len(grad_keys) + len(other_keys)
-        self._activations_from = len(grad_keys) + len(self.weights)  # where they sit in a row
+            self.other_keys += activation_keys(layer)
+        size = len(self.grad_keys) + len(self.other_keys)
+        self._activations_from = len(self.grad_keys) + len(self.weights)  # where they sit in a row
         self._activations_ready = False
         self._row = np.empty(size)
         self._sum = np.zeros(size)
