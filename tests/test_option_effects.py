@@ -42,6 +42,7 @@ import pytest
 from hydra import compose, initialize_config_module
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf, open_dict
+from test_optim import adam_ref, rmsprop_ref, sgd_ref
 
 import nnexp.train
 import nnexp.train.trainer as trainer_module
@@ -456,34 +457,8 @@ def test_an_output_that_cannot_serve_the_task_is_refused():
 # === optimizer =================================================================================
 
 
-def _sgd(lr, mu=0.0, nesterov=False):
-    def update(w, g, s, t, decay):
-        if not mu:
-            return w - lr * g
-        s["v"] = mu * s.get("v", 0) + g
-        return w - lr * (g + mu * s["v"] if nesterov else s["v"])
-
-    return update
-
-
-def _rmsprop(lr, rho, eps):
-    def update(w, g, s, t, decay):
-        s["sq"] = rho * s.get("sq", 0) + (1 - rho) * g**2
-        return w - lr * g / (np.sqrt(s["sq"]) + eps)
-
-    return update
-
-
-def _adam(lr, b1, b2, eps, wd=0.0):
-    def update(w, g, s, t, decay):
-        if wd and decay:
-            w = w - lr * wd * w
-        s["m"] = b1 * s.get("m", 0) + (1 - b1) * g
-        s["v"] = b2 * s.get("v", 0) + (1 - b2) * g**2
-        m_hat, v_hat = s["m"] / (1 - b1**t), s["v"] / (1 - b2**t)
-        return w - lr * m_hat / (np.sqrt(v_hat) + eps)
-
-    return update
+# The textbook updates, one step of one parameter: the references of tests/test_optim.py.
+_sgd, _rmsprop, _adam = sgd_ref, rmsprop_ref, adam_ref
 
 
 OPTIMIZER_CASES = {

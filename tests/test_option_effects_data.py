@@ -27,6 +27,7 @@ import numpy as np
 import pytest
 from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf, open_dict
+from test_data import EXPECTED
 
 from nnexp import cli as nnexp_cli
 from nnexp.build import build
@@ -69,20 +70,7 @@ def built(*overrides: str):
 # === the group's options =======================================================================
 
 # option: (task, rows, features, classes)
-OPTIONS = {
-    "moons": ("binary", 1000, 2, 2),
-    "circles": ("binary", 1000, 2, 2),
-    "blobs": ("multiclass", 1000, 2, 3),
-    "classification": ("binary", 1000, 20, 2),
-    "regression": ("regression", 1000, 10, None),
-    "friedman1": ("regression", 1000, 10, None),
-    "spirals": ("multiclass", 1000, 2, 3),
-    "digits": ("multiclass", 1797, 64, 10),
-    "iris": ("multiclass", 150, 4, 3),
-    "wine": ("multiclass", 178, 13, 3),
-    "breast_cancer": ("binary", 569, 30, 2),
-    "diabetes": ("regression", 442, 10, None),
-}
+OPTIONS = EXPECTED  # tests/test_data.py: each option's default task and shape
 LOSS_OF_TASK = {"binary": SigmoidBCE, "multiclass": SoftmaxCrossEntropy, "regression": MSE}
 
 
