@@ -866,3 +866,22 @@ def test_a_binary_task_on_many_classes_lists_ten_of_them(tmp_path):
         f"dataset.task='binary': needs exactly 2 classes; 'target' has 12 classes ({names}, ... "
         "(2 more)); use task=multiclass or task=auto",
     )
+
+
+def test_nan_columns_are_previewed_five_at_most(tmp_path):
+    header = ",".join(f"c{j}" for j in range(7)) + ",target\n"
+    rows = "".join(",".join(["nan"] * 7) + f",{i % 2}\n" for i in range(4))
+    path = _csv(tmp_path, header + rows)
+    parts = ", ".join(repr(f"'c{j}' (4, first at line 2)") for j in range(5))
+    _raises(
+        lambda: load_dataset(FileSpec(path=path)),
+        f"dataset.path={path!r}: 28 NaN/inf feature values in column(s) {parts}, ... (2 more); "
+        "clean or impute the data first",
+    )
+
+
+def test_a_quoted_line_break_in_a_crlf_file_is_read_as_written(tmp_path):
+    path = tmp_path / "crlf.csv"
+    path.write_bytes(b'a,target\r\n1,"x\r\ny"\r\n2,z\r\n3,"x\r\ny"\r\n4,z\r\n')
+    ds = load_dataset(FileSpec(path=str(path)))
+    assert ds.classes == ["x\r\ny", "z"] and ds.y.tolist() == [0, 1, 0, 1]
