@@ -18,8 +18,8 @@ continues without gaps or duplicate steps.
 
 Faults: if the store fails at start, `TrackingUnavailable` (before any training). If it fails
 mid-run, training goes on and every operation that could not be sent is spooled to disk
-(`nnexp.tracking.link`, `nnexp.tracking.offline`); the spool is replayed when the store answers again (tried every
-`retry_every_s`), or the user is told how to upload it.
+(`nnexp.tracking.link`, `nnexp.tracking.offline`); the spool is replayed when the store answers
+again (tried every `retry_every_s`), or the user is told how to upload it.
 """
 
 from __future__ import annotations
