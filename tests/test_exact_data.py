@@ -885,3 +885,65 @@ def test_a_quoted_line_break_in_a_crlf_file_is_read_as_written(tmp_path):
     path.write_bytes(b'a,target\r\n1,"x\r\ny"\r\n2,z\r\n3,"x\r\ny"\r\n4,z\r\n')
     ds = load_dataset(FileSpec(path=str(path)))
     assert ds.classes == ["x\r\ny", "z"] and ds.y.tolist() == [0, 1, 0, 1]
+
+
+def test_standardization_accumulates_in_float64_and_keeps_float32():
+    rng = np.random.default_rng(0)
+    X = (rng.standard_normal((10_000, 6)) * 1000 + 12345.678).astype(np.float32)
+    mean, scale = fit_standardization(X)
+    expected_mean = X.mean(axis=0, dtype=np.float64)
+    np.testing.assert_array_equal(mean, expected_mean.astype(np.float32))
+    centred = X - expected_mean.astype(np.float32)
+    expected_scale = np.sqrt(np.mean(np.square(centred), axis=0, dtype=np.float64))
+    np.testing.assert_array_equal(scale, expected_scale.astype(np.float32))
+    out = apply_standardization(X, mean, scale)  # no `out`: still float32, not upcast
+    assert out.dtype == np.float32
+    np.testing.assert_array_equal(out, (X - mean) / scale)
+
+
+def test_the_constant_feature_threshold_is_ten_epsilons_of_the_mean_in_the_data_dtype():
+    eps = np.finfo(np.float64).eps
+    u = eps / 2
+    # centred exactly ±11 eps around a mean of exactly 1: a scale of 11 eps is kept...
+    eleven = np.array([[1 - 22 * u], [1 + 22 * u]])
+    assert fit_standardization(eleven)[1][0] == 11 * eps
+    # ...10 eps is noise: scale 1
+    ten = np.array([[1 - 20 * u], [1 + 20 * u]])
+    assert fit_standardization(ten)[1][0] == 1.0
+    # float32: the threshold uses float32's epsilon (1e-7 relative), not float64's
+    X32 = np.array([[10000.0], [np.nextafter(np.float32(10000.0), np.float32(2e4))], [10000.0]])
+    assert fit_standardization(X32.astype(np.float32))[1][0] == 1.0
+    assert fit_standardization(X32.astype(np.float64))[1][0] < 1e-3  # float64 keeps it
+    # a feature ranging over exactly 1 is a real feature
+    np.testing.assert_array_equal(fit_standardization(np.array([[0.0], [1.0]]))[1], [0.5])
+
+
+def test_stratified_split_takes_each_class_in_permutation_order():
+    y = np.repeat([0, 1, 2], [10, 6, 4])
+    seed = 5
+    train, val, test = split_indices(y, 0.25, 0.25, seed=seed)
+    perm = np.random.default_rng(seed).permutation(20)
+    table = {0: (5, 3, 2), 1: (3, 1, 2), 2: (2, 1, 1)}  # the controlled rounding of this case
+    expected = {"train": set(), "val": set(), "test": set()}
+    for c, (n_train, n_val, _) in table.items():
+        rows = [i for i in perm if y[i] == c]  # the class's rows in permutation order
+        expected["train"] |= set(rows[:n_train])
+        expected["val"] |= set(rows[n_train : n_train + n_val])
+        expected["test"] |= set(rows[n_train + n_val :])
+    assert np.bincount(y[train]).tolist() == [5, 3, 2]
+    assert np.bincount(y[val], minlength=3).tolist() == [3, 1, 1]
+    assert (set(train), set(val), set(test)) == (
+        expected["train"], expected["val"], expected["test"],
+    )  # fmt: skip
+
+
+def test_moons_labels_are_integers_like_scikit_learns_and_files_are_named_file(tmp_path):
+    from nnexp.data.moons import make_moons
+
+    _, y = make_moons(11, 0.1, 0)
+    assert y.dtype == sk.make_moons(n_samples=11, noise=0.1, random_state=0)[1].dtype
+    assert y.dtype.kind == "i"
+    for name, value in (("c.csv", lambda i: i % 2), ("r.csv", lambda i: i * 0.5)):
+        rows = "".join(f"{i},{value(i)}\n" for i in range(30))  # classification, regression
+        ds = load_dataset(FileSpec(path=_csv(tmp_path, "a,target\n" + rows, name)))
+        assert ds.name == "file"
