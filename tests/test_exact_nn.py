@@ -911,3 +911,12 @@ def test_softmax_probabilities_are_shifted_per_row_so_no_row_underflows():
     e = math.exp(1.0)
     expected = [[1.0, 0.0], [1 / (1 + e), e / (1 + e)], [1 / (1 + e), e / (1 + e)]]
     np.testing.assert_allclose(p, expected, rtol=1e-15, atol=1e-300)
+
+
+def test_adamw_passes_the_adam_hyperparameters_on():
+    p = _one_param([1.0], 0.5)
+    opt = AdamW([p], lr=0.1, weight_decay=0.0, beta1=0.5, beta2=0.75, eps=0.25)
+    assert (opt.beta1, opt.beta2, opt.eps) == (0.5, 0.75, 0.25)
+    opt.step()
+    m_hat, v_hat = 0.5 * 0.5 / 0.5, 0.25 * 0.25 / 0.25
+    np.testing.assert_allclose(p.value, [1.0 - 0.1 * m_hat / (math.sqrt(v_hat) + 0.25)])
