@@ -6,7 +6,8 @@ and the weights after its update (one check covers both), and the epoch's metric
 tells a non-finite gradient from an update that overflowed. Policy ``raise`` raises
 `NonFiniteError`; ``stop`` rolls the weights (and optimizer state) back to the end of the last
 good epoch, ends training and records the message in `Trainer.diverged` (the tracker then marks
-the run failed)."""
+the run failed). The checks and their diagnosis are `DivergenceGuard`'s; they raise, and
+`Trainer._nan_policy` applies the policy."""
 
 from __future__ import annotations
 
@@ -151,73 +152,85 @@ class Trainer:
         if len(self.data.X_test):
             with self._nan_policy():
                 test = self.evaluate("test")
-                # Epoch 1 when none was completed: the name the message has always used.
-                at = {"epoch": max(self.epoch, 1), "step": self.global_step}
-                self.guard.check_metrics(test, **at, lr=self.optimizer.lr)
+                epoch = max(self.epoch, 1)  # epoch 1 if none was completed, as it always read
+                self.guard.check_metrics(
+                    test, epoch=epoch, step=self.global_step, lr=self.optimizer.lr
+                )
                 final |= test
         final["epochs_run"] = float(self.epoch)
         return final
 
     def _train_epoch(self) -> dict[str, float]:
-        s, d = self.settings, self.data
-        lr = self.schedule(self.epoch)
-        self.optimizer.lr = lr
-        n = len(d.X_train)
+        lr = self.optimizer.lr = self.schedule(self.epoch)
+        batches = self._batches()
+        stats, guard = self.statistics, self.guard
+        guard.begin_epoch(self.epoch + 1, lr, len(batches), self.global_step + 1)
+        stats.begin_epoch(self.settings.stats, self.settings.stats_every)
+        totals = _Totals(self.loss, self.data.classification)
+        listeners = [cb for cb in self.callbacks if _overrides(cb, "on_batch_end")]
+        X, y = self.data.X_train, self.data.y_train
+        # Overflow is expected when training diverges: the guard catches it, with context.
+        with np.errstate(over="ignore", invalid="ignore"):
+            for idx in batches:
+                # Gathered by index into reused buffers: no per-step allocation, and never a
+                # shuffled copy of the whole set.
+                xb, yb = _gather(X, idx, self._xb), _gather(y, idx, self._yb)
+                step, sample = self.global_step + 1, stats.due(self.global_step)
+                loss, logits, norms = self._step(xb, yb, step, sample)
+                weight_norms = stats.weight_norms() if sample else None  # spare the guard a pass
+                guard.check_weights(step, weight_norms)  # covers the gradients too
+                self.global_step = step
+                if sample:
+                    stats.sample(norms, lr, weight_norms)
+                totals.add(loss, logits, yb)
+                for cb in listeners:
+                    cb.on_batch_end(self, step, loss)
+        return totals.metrics(lr) | stats.summary()
+
+    def _step(
+        self, xb: np.ndarray, yb: np.ndarray, step: int, sample: bool
+    ) -> tuple[float, np.ndarray, list[float] | None]:
+        """One step of gradient descent — forward, loss, backward, L2, clipping, update — with
+        the checks that must come before the update. Returns the loss, the logits and the
+        gradient norms before clipping (if computed: sampled steps and clipping by norm)."""
+        logits = self.model.forward(xb, training=True)
+        if sample:
+            self.statistics.activations_now()
+        loss, dlogits = self.loss.value_and_grad(logits, yb)
+        self.guard.check_loss(loss, xb, step)
+        self.model.backward(dlogits, need_dx=False)
+        if self.settings.l2:
+            add_l2_grad(self.params, self.settings.l2)
+        norms = self._clip(step, sample)
+        self.optimizer.step()
+        return loss, logits, norms
+
+    def _clip(self, step: int, sample: bool) -> list[float] | None:
+        """``trainer.grad_clip``: by value, by global norm. The guard looks at the gradients
+        first (clipping would turn an Inf into the limit). Returns their norms before clipping
+        if computed: they are statistics, and clipping by norm reuses them."""
+        s, params = self.settings, self.params
+        if s.clip_value:
+            self.guard.check_gradients(step)
+            clip_by_value(params, s.clip_value)
+        if not (sample or s.clip_norm):
+            return None
+        norms = self.statistics.grad_norms(counted=sample)
+        self.guard.check_gradients(step, norms)
+        if s.clip_norm:
+            clip_by_global_norm(params, s.clip_norm, norms)
+        return norms
+
+    def _batches(self) -> list[np.ndarray]:
+        """The epoch's batches: row indices, shuffled, in slices of ``batch_size``. A batch of
+        one cannot be batch-normalized: such a remainder is folded into the last batch."""
+        n, size = len(self.data.X_train), self.settings.batch_size
         order = self.rng.permutation(n)
-        starts = list(range(0, n, s.batch_size))
+        starts = list(range(0, n, size))
         if len(starts) > 1 and n - starts[-1] < self._min_batch:
             starts.pop()
         ends = [*starts[1:], n]
-        stats = self.statistics
-        stats.begin_epoch(s.stats, s.stats_every)
-        batch_listeners = [
-            cb for cb in self.callbacks if type(cb).on_batch_end is not Callback.on_batch_end
-        ]
-        model, loss_fn, params, guard = self.model, self.loss, self.params, self.guard
-        guard.begin_epoch(self.epoch + 1, lr, len(starts), self.global_step + 1)
-        loss_sum, correct = 0.0, 0
-        # Overflow is expected when training diverges: it is caught below, with context.
-        with np.errstate(over="ignore", invalid="ignore"):
-            for start, end in zip(starts, ends, strict=True):
-                idx = order[start:end]
-                # Batches are gathered by index into reused buffers: no per-step allocation and
-                # never a shuffled copy of the whole set.
-                xb = _gather(d.X_train, idx, self._xb)
-                yb = _gather(d.y_train, idx, self._yb)
-                logits = model.forward(xb, training=True)
-                sample = stats.due(self.global_step)
-                if sample:
-                    stats.activations_now()
-                loss, dlogits = loss_fn.value_and_grad(logits, yb)
-                guard.check_loss(loss, xb, self.global_step + 1)
-                loss_sum += loss * len(idx)
-                if d.classification:
-                    correct += int(np.count_nonzero(loss_fn.predict(logits) == yb))
-                model.backward(dlogits, need_dx=False)
-                if s.l2:
-                    add_l2_grad(params, s.l2)
-                if s.clip_value:  # clipping would turn an Inf into the limit: look first
-                    guard.check_gradients(self.global_step + 1)
-                    clip_by_value(params, s.clip_value)
-                # The gradient norms are statistics, and clipping by norm reuses them.
-                norms = None
-                if sample or s.clip_norm:
-                    norms = stats.grad_norms(counted=sample)
-                    guard.check_gradients(self.global_step + 1, norms)
-                if s.clip_norm:
-                    clip_by_global_norm(params, s.clip_norm, norms)
-                self.optimizer.step()
-                value_norms = stats.weight_norms() if sample else None
-                guard.check_weights(self.global_step + 1, value_norms)  # covers the gradients
-                self.global_step += 1
-                if sample:
-                    stats.sample(norms, lr, value_norms)
-                for cb in batch_listeners:
-                    cb.on_batch_end(self, self.global_step, loss)
-        metrics = {"train/loss": loss_sum / n, "lr": lr}
-        if d.classification:
-            metrics["train/acc"] = correct / n
-        return metrics | stats.summary()
+        return [order[start:end] for start, end in zip(starts, ends, strict=True)]
 
     # --- NaN/Inf: the guard raises NonFiniteError, trainer.nan_policy decides here ------------
 
@@ -288,6 +301,26 @@ class Trainer:
                 print(f"warning: {type(cb).__name__}.on_exception failed: {inner!r}")
 
 
+class _Totals:
+    """The epoch's training loss (mean over rows) and accuracy, added up step by step."""
+
+    def __init__(self, loss: Loss, classification: bool) -> None:
+        self.loss, self.classification = loss, classification
+        self.rows, self.loss_sum, self.correct = 0, 0.0, 0
+
+    def add(self, loss: float, logits: np.ndarray, y: np.ndarray) -> None:
+        self.rows += len(y)
+        self.loss_sum += loss * len(y)
+        if self.classification:
+            self.correct += int(np.count_nonzero(self.loss.predict(logits) == y))
+
+    def metrics(self, lr: float) -> dict[str, float]:
+        out = {"train/loss": self.loss_sum / self.rows, "lr": lr}
+        if self.classification:
+            out["train/acc"] = self.correct / self.rows
+        return out
+
+
 class Statistics:
     """The statistics of each epoch's sampled steps (a `StepStats` per epoch), and `seconds`:
     what computing them has cost the loop, clocked here around each call."""
@@ -332,6 +365,10 @@ class Statistics:
         if counted:
             self.seconds += time.perf_counter() - started
         return result
+
+
+def _overrides(callback: Callback, event: str) -> bool:
+    return getattr(type(callback), event) is not getattr(Callback, event)
 
 
 def _gather(array: np.ndarray, idx: np.ndarray, workspace: Workspace) -> np.ndarray:
