@@ -920,3 +920,55 @@ def test_adamw_passes_the_adam_hyperparameters_on():
     opt.step()
     m_hat, v_hat = 0.5 * 0.5 / 0.5, 0.25 * 0.25 / 0.25
     np.testing.assert_allclose(p.value, [1.0 - 0.1 * m_hat / (math.sqrt(v_hat) + 0.25)])
+
+
+def test_plateau_defaults_counting_min_delta_floor_and_state():
+    plateau = SCHEDULES["plateau"](1.0)  # factor 0.5, patience 5, min_delta 1e-4, min_lr 1e-6
+    assert (plateau.factor, plateau.patience, plateau.min_delta, plateau.min_lr) == (
+        0.5, 5, 1e-4, 1e-6,
+    )  # fmt: skip
+    plateau.observe(1.0)
+    for _ in range(5):  # five epochs without an improvement of more than 1e-4: patience holds
+        plateau.observe(1.0 - 0.5e-4)
+    assert plateau(0) == 1.0 and plateau.bad_epochs == 5
+    plateau.observe(1.0)  # the sixth: the rate halves and the count starts over
+    assert plateau(0) == 0.5 and plateau.bad_epochs == 0 and plateau.best == 1.0
+    plateau.observe(0.5)  # better by more than min_delta
+    assert plateau.best == 0.5 and plateau.bad_epochs == 0
+    assert plateau.state_dict() == {"lr": 0.5, "best": 0.5, "bad_epochs": 0}
+    floor = SCHEDULES["plateau"](1e-6 * 1.5, patience=0)
+    floor.observe(1.0)
+    floor.observe(1.0)
+    assert floor(0) == 1e-6  # never below min_lr
+    floor.observe(1.0)
+    assert floor(0) == 1e-6
+    maximize = SCHEDULES["plateau"](1.0, patience=0, min_delta=0.0, mode="max")
+    maximize.observe(0.5)
+    maximize.observe(0.6)  # higher is better: an improvement
+    assert maximize(0) == 1.0
+    maximize.observe(0.6)
+    assert maximize(0) == 0.5
+    assert SCHEDULES["plateau"](2.0).state_dict() == {"lr": 2.0, "best": math.inf, "bad_epochs": 0}
+    strict = SCHEDULES["plateau"](1.0, patience=5, min_delta=0.1, mode="max")
+    strict.observe(0.5)
+    strict.observe(0.58)  # higher, but not by more than min_delta
+    assert strict.bad_epochs == 1
+    strict.observe(0.61)  # by more than 0.1
+    assert strict.bad_epochs == 0
+    restored = SCHEDULES["plateau"](1.0)
+    restored.load_state_dict({"lr": np.float64(0.25), "best": np.float64(0.1), "bad_epochs": 3})
+    assert (restored(7), restored.best, restored.bad_epochs) == (0.25, 0.1, 3)
+    assert type(restored.lr) is float and type(restored.bad_epochs) is int
+    for factor in (0.0, 1.0):
+        with pytest.raises(
+            ValueError, match=rf"^plateau factor must be in \(0, 1\), got {factor}$"
+        ):
+            SCHEDULES["plateau"](1.0, factor=factor)
+    with pytest.raises(ValueError, match=r"^plateau mode must be min or max, got 'up'$"):
+        SCHEDULES["plateau"](1.0, mode="up")
+
+
+def test_binary_predictions_are_integer_labels():
+    labels = SigmoidBCE().predict(np.array([[-1.0], [2.0]]))
+    assert labels.dtype == np.int64 and labels.tolist() == [0, 1]
+    assert SigmoidBCE().predict(np.array([[-1.0, 2.0]])).dtype == np.int64
