@@ -947,3 +947,34 @@ def test_moons_labels_are_integers_like_scikit_learns_and_files_are_named_file(t
         rows = "".join(f"{i},{value(i)}\n" for i in range(30))  # classification, regression
         ds = load_dataset(FileSpec(path=_csv(tmp_path, "a,target\n" + rows, name)))
         assert ds.name == "file"
+
+
+def test_prepare_stratifies_classification_and_names_the_rare_class(tmp_path):
+    labels = ["cat"] * 12 + ["dog"] * 6 + ["emu"] * 2
+    rows = "".join(f"{i},{label}\n" for i, label in enumerate(labels))
+    path = _csv(tmp_path, "a,target\n" + rows)
+    s = prepare(FileSpec(path=path, val_fraction=0.25, test_fraction=0.25, standardize=False))
+    y = np.array([0] * 12 + [1] * 6 + [2] * 2)
+    train, val, test = split_indices(y, 0.25, 0.25, seed=0)
+    np.testing.assert_array_equal(s.y_train, y[train])
+    np.testing.assert_array_equal(s.X_val[:, 0], val.astype(np.float32))
+    np.testing.assert_array_equal(s.y_test, y[test])
+    rare = _csv(tmp_path, "a,target\n" + rows + "20,fox\n", "rare.csv")
+    error = _raises_containing_prepare(FileSpec(path=rare, val_fraction=0.25, test_fraction=0.25))
+    assert error.startswith("dataset: class 'fox' has 1 row(s), too few to stratify")
+
+
+def _raises_containing_prepare(spec) -> str:
+    with pytest.raises(DatasetError) as info:
+        prepare(spec)
+    return str(info.value)
+
+
+def test_overflow_on_the_cast_is_an_error_not_a_warning(tmp_path):
+    import warnings
+
+    path = _csv(tmp_path, "a,target\n" + "".join(f"{i}e300,{i % 2}\n" for i in range(20)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # NumPy's overflow warning would surface as an error
+        with pytest.raises(DatasetError, match=r"^dtype=float32: the features overflow it"):
+            prepare(FileSpec(path=path))
