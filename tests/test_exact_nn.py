@@ -972,3 +972,28 @@ def test_binary_predictions_are_integer_labels():
     labels = SigmoidBCE().predict(np.array([[-1.0], [2.0]]))
     assert labels.dtype == np.int64 and labels.tolist() == [0, 1]
     assert SigmoidBCE().predict(np.array([[-1.0, 2.0]])).dtype == np.int64
+
+
+def test_an_optimizer_of_packed_values_but_separate_gradients_updates_each_parameter():
+    model = mlp(2, [3], 1, dtype=np.float64)
+    params = list(model.parameters())
+    for p in params:
+        p.grad = np.ones_like(p.value)  # gradients no longer tile one vector
+    before = [p.value.copy() for p in params]
+    SGD(params, lr=0.5).step()
+    for p, b in zip(params, before, strict=True):
+        np.testing.assert_array_equal(p.value, b - 0.5)
+
+
+def test_step_stats_keep_the_activations_sampled_after_the_forward_pass():
+    model = mlp(2, [3], 1, activation="relu", dtype=np.float64)
+    params = list(model.parameters())
+    relu = [m for m in model.modules if m.kind == "relu"]
+    stats = StepStats(params, relu, ("activations",))
+    model.forward(np.ones((4, 2)), training=True)
+    first = relu[0].output.mean()
+    stats.sample_activations()
+    model.forward(-5 * np.ones((4, 2)), training=True)  # e.g. a later pass of the same step
+    assert relu[0].output.mean() != pytest.approx(first)
+    stats.sample([1.0] * len(params), 0.1)
+    assert stats.summary()["act/relu_0/mean"] == pytest.approx(first)
