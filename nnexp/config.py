@@ -23,12 +23,13 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
 
 from nnexp.data import DATASETS
+from nnexp.names import STATISTICS
 from nnexp.nn import ACTIVATIONS, INITIALIZERS, LOSSES, OPTIMIZERS, SCHEDULES
 from nnexp.objective import MODES, Objective, direction_of
 from nnexp.schema import bounded, check_fields, checked, choice
 
 DTYPES = ("float32", "float64")
-STATS = ("grad_norm", "update_ratio", "activations")
+STATS = STATISTICS  # nnexp.names
 
 
 class ConfigError(ValueError):

@@ -65,6 +65,8 @@ def epoch_checkpoint(epoch: int) -> str:
 # --- metric keys of the statistics ---------------------------------------------------------------
 
 GRAD_NORM, UPDATE_RATIO, ACT = "grad_norm", "update_ratio", "act"
+# What `trainer.stats` selects (all by default): the families above, "activations" for act/.
+STATISTICS = (GRAD_NORM, UPDATE_RATIO, "activations")
 GLOBAL = "global"  # the layer name of the all-gradients norm
 ACT_STATS = ("mean", "std", "dead_frac", "sat_frac")
 

@@ -10,6 +10,7 @@ import warnings
 import numpy as np
 
 from nnexp.bench.problems import Problem, median_epoch
+from nnexp.names import STATISTICS
 from nnexp.train.callbacks import Callback
 
 
@@ -40,7 +41,7 @@ def make_trainer(p: Problem, optimizer: str, lr: float, stats: bool, callbacks=(
     settings = TrainSettings(
         epochs=p.epochs,
         batch_size=p.batch,
-        stats=("grad_norm", "update_ratio", "activations") if stats else (),
+        stats=STATISTICS if stats else (),
     )
     opt = OPTIMIZERS.lookup(optimizer)(list(model.parameters()), lr=lr)
     schedule = SCHEDULES.lookup("constant")(lr)

@@ -14,11 +14,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import numpy as np
 
+from nnexp.names import STATISTICS
 from nnexp.nn import (
     Activation,
     BatchNorm1d,
@@ -38,7 +39,7 @@ from nnexp.nn.workspace import Workspace
 from nnexp.train.callbacks import Callback
 from nnexp.train.divergence import DivergenceGuard, NonFiniteError
 
-STATS = ("grad_norm", "update_ratio", "activations")
+STATS = STATISTICS  # nnexp.names
 RESULTS = ("train", "val", "test")  # the metric families that describe the model's quality
 T = TypeVar("T")
 EVAL_CHUNK = 8192  # rows per forward pass at evaluation: bounds memory on large sets
@@ -69,7 +70,6 @@ class TrainSettings:
     stats_every: int = 1  # steps between statistics samples
     nan_policy: str = "raise"  # or "stop": end training, keep the last good state
     objective: str = "val/loss"
-    extra: dict = field(default_factory=dict)
 
 
 class Trainer:
