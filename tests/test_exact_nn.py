@@ -997,3 +997,19 @@ def test_step_stats_keep_the_activations_sampled_after_the_forward_pass():
     assert relu[0].output.mean() != pytest.approx(first)
     stats.sample([1.0] * len(params), 0.1)
     assert stats.summary()["act/relu_0/mean"] == pytest.approx(first)
+
+
+def test_gradcheck_checks_no_l2_unless_asked():
+    model = Sequential([Dense(2, 1, dtype=np.float64, rng=np.random.default_rng(1))])
+    x, y = np.array([[1.0, -2.0], [0.5, 3.0]]), np.array([[0.1], [0.3]])
+    assert gradcheck(model, MSE(), x, y) == gradcheck(model, MSE(), x, y, l2=0.0)
+
+
+def test_dropout_draws_its_mask_in_the_data_dtype_and_keeps_a_draw_equal_to_p():
+    x = np.ones((1, 8), dtype=np.float32)
+    draws = np.random.default_rng(3).random((1, 8), dtype=np.float32)
+    p = float(draws[0, 0])  # a unit whose draw is exactly p is kept: P(U >= p) = 1 - p
+    y = Dropout(p, rng=np.random.default_rng(3)).forward(x, training=True)
+    expected = (draws >= np.float32(p)) * np.float32(1.0 / (1.0 - p))
+    np.testing.assert_array_equal(y, expected)
+    assert y[0, 0] > 0
