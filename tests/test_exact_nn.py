@@ -1013,3 +1013,12 @@ def test_dropout_draws_its_mask_in_the_data_dtype_and_keeps_a_draw_equal_to_p():
     expected = (draws >= np.float32(p)) * np.float32(1.0 / (1.0 - p))
     np.testing.assert_array_equal(y, expected)
     assert y[0, 0] > 0
+
+
+def test_inference_returns_fresh_arrays_a_caller_may_keep():
+    layer = Dense(2, 2, dtype=np.float64)
+    a = layer.forward(np.ones((3, 2)))
+    kept = a.copy()
+    b = layer.forward(np.zeros((3, 2)))
+    assert b is not a and not np.shares_memory(a, b)
+    np.testing.assert_array_equal(a, kept)  # not overwritten by the next call
