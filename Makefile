@@ -47,7 +47,8 @@ define MUTATION_SCORE
 import collections, json, pathlib, re
 from mutmut.stats import status_by_exit_code
 doc = pathlib.Path("tests/mutants.md")
-equivalent = set(re.findall(r"`(nnexp\.[\w.]+__mutmut_\d+)`", doc.read_text())) if doc.exists() else set()
+section = doc.read_text().partition("## Equivalent mutants")[2].partition("\n## ")[0] if doc.exists() else ""
+equivalent = set(re.findall(r"`(nnexp\.[\w.]+__mutmut_\d+)`", section))
 rows = collections.defaultdict(collections.Counter)
 for meta in sorted(pathlib.Path("mutants/nnexp").rglob("*.py.meta")):
     src = meta.relative_to("mutants").as_posix()[: -len(".meta")]
@@ -63,8 +64,9 @@ print(f"{'area':<18} {'detected':>8} {'mutants':>8} {'score':>7}  equivalent  ot
 for area, c in sorted(rows.items(), key=lambda kv: kv[0] == "total"):
     detected = c["killed"] + c["timeout"] + c["caught by type check"]
     other = {k: v for k, v in c.items() if k not in ("killed", "mutants", "equivalent")}
-    score = detected / max(c["mutants"] - c["equivalent"] - c["not checked"], 1)
-    print(f"{area:<18} {detected:>8} {c['mutants']:>8} {score:>7.1%}  {c['equivalent']:>10}  {dict(other) or ''}")
+    run = c["mutants"] - c["equivalent"] - c["not checked"]
+    score = f"{detected / run:.1%}" if run else "-"
+    print(f"{area:<18} {detected:>8} {c['mutants']:>8} {score:>7}  {c['equivalent']:>10}  {dict(other) or ''}")
 endef
 export MUTATION_SCORE
 
