@@ -341,3 +341,149 @@ def test_early_stopping_state_round_trip_and_a_resumed_ended_run():
     fresh = EarlyStopping()
     fresh.load_state_dict(EarlyStopping().state_dict())
     assert fresh._best_values is None and fresh.best == math.inf
+
+
+# --- found by the mutation run --------------------------------------------------------------------
+
+
+def test_every_n_epochs_passes_the_loss_of_each_batch_on():
+    seen = []
+
+    class Inner(Callback):
+        def on_batch_end(self, trainer, step, loss):
+            seen.append((step, loss))
+
+    EveryNEpochs(Inner(), 4).on_batch_end(_FakeTrainer(epochs=2), 7, 0.25)
+    assert seen == [(7, 0.25)]
+
+
+def test_the_replay_runs_in_training_mode_like_the_step_it_explains():
+    from nnexp.nn import Dropout, Sequential
+
+    model = Sequential([Dropout(0.5, rng=np.random.default_rng(0))])
+    x = np.full((1, 8), 2e38, dtype=np.float32)  # finite; twice as much (a kept unit) is not
+    with np.errstate(over="ignore"):
+        assert first_nonfinite_output(model, x) == "the output of dropout_0"
+
+
+def test_blas_tags_and_description_name_each_library():
+    from nnexp.train import blas
+
+    pools = blas.blas_pools()
+    assert pools and all(p["user_api"] == "blas" for p in pools)
+    keys = [(str(p.get("internal_api")), str(p.get("version"))) for p in pools]
+    assert keys == sorted(keys)
+    tags = blas.blas_tags()
+    assert set(tags) == {"blas.library", "blas.kernel", "blas.threads"}
+    assert tags["blas.library"] == "; ".join(f"{a} {v}" for a, v in keys)
+    assert tags["blas.kernel"] == "; ".join(str(p.get("architecture")) for p in pools)
+    assert tags["blas.threads"] == "; ".join(str(p.get("num_threads")) for p in pools)
+    p = pools[0]
+    assert blas.describe_blas().startswith(
+        f"{p['internal_api']} {p['version']} kernel={p['architecture']} threads={p['num_threads']}"
+    )
+
+
+def test_blas_tags_when_threadpoolctl_finds_none(monkeypatch):
+    from nnexp.train import blas
+
+    monkeypatch.setattr(blas, "blas_pools", lambda: [])
+    assert blas.blas_tags() == {"blas.library": "none found by threadpoolctl"}
+    assert blas.describe_blas() == "no BLAS found by threadpoolctl"
+    fake = [
+        {
+            "internal_api": "openblas",
+            "version": "0.3.9",
+            "architecture": "Haswell",
+            "num_threads": 4,
+        },
+        {"internal_api": "mkl", "version": "2024", "architecture": "x", "num_threads": 1},
+    ]
+    monkeypatch.setattr(blas, "blas_pools", lambda: fake)
+    assert blas.blas_tags()["blas.library"] == "openblas 0.3.9; mkl 2024"
+    assert blas.describe_blas() == (
+        "openblas 0.3.9 kernel=Haswell threads=4; mkl 2024 kernel=x threads=1"
+    )
+
+
+def _small_trainer(tmp_path, *callbacks, dropout=0.0):
+    from nnexp.nn import SGD
+
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((24, 2))
+    y = (X[:, 0] > 0).astype(np.int64)
+    model = mlp(2, [3], 1, dropout=dropout, dtype="float64", seed=1)
+    data = Data(X[:16], y[:16], X[16:], y[16:], X[:0], y[:0], classification=True)
+    opt = SGD(list(model.parameters()), lr=0.1)
+    settings = TrainSettings(epochs=2, batch_size=8, stats=())
+    return Trainer(model, SigmoidBCE(), opt, Constant(0.1), data, settings, list(callbacks))
+
+
+def test_restore_carries_the_stop_flag_and_tolerates_missing_optional_state(tmp_path):
+    from nnexp.train import EarlyStopping
+    from nnexp.train.checkpoint import restore, trainer_state
+
+    done = _small_trainer(tmp_path)
+    done.fit()
+    done.should_stop, done.stop_reason = True, "early stopping: enough"
+    state = {k: np.array(v, copy=True) for k, v in trainer_state(done).items()}
+    again = _small_trainer(tmp_path, EarlyStopping(patience=3))  # no early-stopping state saved
+    restore(again, state)
+    assert again.should_stop and again.stop_reason == "early stopping: enough"
+    assert again.callbacks[0].best == math.inf  # kept its fresh state
+    dropped = _small_trainer(tmp_path, dropout=0.5)  # same weights, dropout added: no RNG saved
+    before = dropped.model[2].rng.bit_generator.state
+    restore(dropped, state)
+    assert dropped.model[2].rng.bit_generator.state == before
+
+
+def test_an_architecture_mismatch_names_the_extra_and_missing_arrays(tmp_path):
+    from nnexp.train import CheckpointError
+    from nnexp.train.checkpoint import restore, trainer_state
+
+    state = dict(trainer_state(_small_trainer(tmp_path)))
+    state["param/dense_9/W"] = np.zeros((1, 1))
+    with pytest.raises(CheckpointError) as info:
+        restore(_small_trainer(tmp_path), state, source="ckpt.npz")
+    assert str(info.value) == (
+        "ckpt.npz: other architecture: the model has no ['param/dense_9/W'] and needs [] "
+        "(was model.* changed since the checkpoint was written?)"
+    )
+    state = {k: v.astype(np.float32) if k.startswith("param/") else v for k, v in
+             trainer_state(_small_trainer(tmp_path)).items()}  # fmt: skip
+    with pytest.raises(CheckpointError) as info:
+        restore(_small_trainer(tmp_path), state, source="ckpt.npz")
+    assert str(info.value) == (
+        "ckpt.npz: other dtype: param/dense_0/W is float32, this run uses float64 (trainer.dtype)"
+    )
+
+
+def test_history_skips_a_torn_line_anywhere(tmp_path):
+    from nnexp.train.checkpoint import load_history
+
+    lines = [
+        json.dumps({"epoch": 1, "metrics": {"val/loss": 1.0}}),
+        '{"epoch": 2, "metr',  # torn (a crash mid-write), then the run went on
+        json.dumps({"epoch": 2, "metrics": {"val/loss": 0.5}}),
+        json.dumps({"epoch": 3, "metrics": {"val/loss": 0.25}}),
+    ]
+    (tmp_path / "history.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    assert load_history(tmp_path, 3) == [{"val/loss": 1.0}, {"val/loss": 0.5}, {"val/loss": 0.25}]
+    assert load_history(tmp_path, 2) == [{"val/loss": 1.0}, {"val/loss": 0.5}]
+
+
+def test_blas_pools_are_sorted_by_library_and_version_whatever_the_load_order(monkeypatch):
+    import threadpoolctl
+
+    from nnexp.train import blas
+
+    loaded = [
+        {"user_api": "blas", "internal_api": "openblas", "version": "0.3.31"},
+        {"user_api": "openmp", "internal_api": "openmp", "version": None},
+        {"user_api": "blas", "internal_api": "mkl", "version": "2025"},
+        {"user_api": "blas", "internal_api": "openblas", "version": "0.3.29"},
+    ]
+    monkeypatch.setattr(threadpoolctl, "threadpool_info", lambda: loaded)
+    assert [(p["internal_api"], p["version"]) for p in blas.blas_pools()] == [
+        ("mkl", "2025"), ("openblas", "0.3.29"), ("openblas", "0.3.31"),
+    ]  # fmt: skip
