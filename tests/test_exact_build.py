@@ -218,3 +218,74 @@ def test_helpers_flatten_raw_rows_git_commit_and_tags(tmp_path):
     assert tags["nnexp.deterministic"] == "false" and "key1" in tags.values()
     bare = b.run_tags(_cfg(), built, b.Job(tmp_path, [], {}, tmp_path, "k"))
     assert bare["overrides"] == "(none)" and "git.commit" not in bare
+
+
+# --- found by the mutation run -----------------------------------------------------------------
+
+
+def test_build_wires_the_splits_schedule_and_dtype_through():
+    built = b.build(_cfg())
+    s, d = built.splits, built.data
+    assert d.X_train is s.X_train and d.X_val is s.X_val and d.X_test is s.X_test
+    assert d.X_train.dtype == np.float32  # trainer.dtype's default, not NumPy's float64
+    assert built.schedule.base_lr == 0.1 and built.schedule(7) == 0.1
+    wide = b.build(_cfg(trainer=TrainerConfig(dtype="float64")))
+    assert wide.data.X_train.dtype == np.float64
+
+
+def test_each_regression_target_is_scaled_by_its_own_std_and_a_constant_one_by_1(tmp_path):
+    from nnexp.data import FileSpec
+
+    rng = np.random.default_rng(0)
+    y = np.column_stack([rng.standard_normal(40) * 3 + 1, np.full(40, 2.0)])
+    np.savez(tmp_path / "d.npz", X=rng.standard_normal((40, 2)), y=y)
+    built = b.build(_cfg(dataset=FileSpec(path=str(tmp_path / "d.npz"), task="regression")))
+    y_train = built.splits.y_train
+    np.testing.assert_allclose(built.y_scale, [y_train[:, 0].std(), 1.0], rtol=1e-6)
+    np.testing.assert_allclose(built.y_mean, y_train.mean(axis=0), rtol=1e-6)
+    assert np.isfinite(built.data.y_train).all() and not built.data.y_train[:, 1].any()
+
+
+def test_the_trainer_gets_what_was_built_and_the_bundle_its_classes(tmp_path):
+    import json
+
+    built = b.build(_cfg())
+    trainer = b.build_trainer(_cfg(), built, b.Job(tmp_path, [], {}, tmp_path, "k"))
+    assert trainer.model is built.model and trainer.loss is built.loss
+    assert trainer.optimizer is built.optimizer and trainer.schedule is built.schedule
+    assert trainer.data is built.data
+    spec = json.loads((tmp_path / "model" / "spec.json").read_text())
+    assert spec["classes"] == ["0", "1"] and spec["task"] == "binary"
+    assert spec["loss"] == "sigmoid_bce" and spec["mlp"] == built.mlp_kwargs
+
+
+def test_a_tracked_run_gets_a_tracker_with_the_runs_settings(tmp_path):
+    import nnexp
+    from nnexp.train.callbacks import EveryNEpochs
+
+    cfg = _cfg(
+        tracking=TrackingConfig(
+            enabled=True, experiment="exp", run_name="r1", uri="sqlite:///x.db",
+            flush_every_s=3.0, retry_every_s=7.0,
+        ),
+        trainer=TrainerConfig(epochs=2, batch_size=16, progress=False, log_every=3),
+    )  # fmt: skip
+    built = b.build(cfg)
+    job = b.Job(
+        tmp_path, ["optimizer.lr=0.1"], {"optimizer": {"lr": 0.1}}, tmp_path, "key",
+        resume_run_id="abc",
+    )  # fmt: skip
+    trainer = b.build_trainer(cfg, built, job)
+    every = trainer.callbacks[-1]
+    assert isinstance(every, EveryNEpochs) and every.n == 3
+    tracker = every.inner
+    assert (tracker.uri, tracker.experiment, tracker.run_name) == ("sqlite:///x.db", "exp", "r1")
+    assert tracker.params == {"optimizer.lr": 0.1}
+    assert tracker.tags["overrides"] == "optimizer.lr=0.1"
+    assert tracker.tags["nnexp.version"] == nnexp.__version__
+    assert tracker.run_dir == tmp_path and tracker.checkpoint_dir == tmp_path / "checkpoints"
+    assert (tracker.flush_every_s, tracker.retry_every_s, tracker.log_every) == (3.0, 7.0, 3)
+    assert tracker.resume_run_id == "abc" and tracker.parent_run_id is None
+    np.testing.assert_allclose(tracker.input_example, b.raw_rows(built.splits, 5))
+    assert tracker.plot_worker is True  # a single run, not a sweep's job
+    assert not (tmp_path / "model").exists()  # the tracker writes the bundle, at the end
