@@ -239,3 +239,26 @@ def test_an_objective_without_a_known_direction_names_the_fix():
         "min"
     )
     assert issubclass(ConfigError, ValueError)
+
+
+def test_register_configs_stores_every_schema_and_the_optuna_direction_resolver():
+    from hydra.core.config_store import ConfigStore
+    from omegaconf import OmegaConf
+
+    from nnexp.config import SCHEMAS, Config, register_configs
+
+    register_configs()
+    repo = ConfigStore.instance().repo
+    assert repo["base_config.yaml"].node == OmegaConf.structured(Config)
+    for group, schemas in SCHEMAS.items():
+        for name, schema in schemas.items():
+            stored = repo["schema"][group][f"{name}.yaml"].node
+            assert stored == OmegaConf.structured(schema), (group, name)
+    cfg = OmegaConf.create(
+        {
+            "loss": "${nnexp.optuna_direction:val/loss}",
+            "acc": "${nnexp.optuna_direction:val/acc,auto}",
+            "forced": "${nnexp.optuna_direction:val/acc,min}",
+        }
+    )
+    assert (cfg.loss, cfg.acc, cfg.forced) == ("minimize", "maximize", "minimize")
