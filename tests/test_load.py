@@ -1,6 +1,6 @@
 """Load: a 32-job sweep with the joblib launcher (2 workers) against one sqlite store and against
 a local `mlflow server` loses no run and no metric point (counted). The store and the
-experiment are created once by the sweep callback (`nnexp.tracking.sweep`, on_multirun_start)
+experiment are created once by the sweep callback (`nnexp.hydra_callbacks`, on_multirun_start)
 before the jobs start: parallel jobs on a *new* sqlite store raced on its schema migration."""
 
 from __future__ import annotations
@@ -9,8 +9,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import cli_env
-from test_tracking_faults import Server, free_port
+from conftest import MlflowServer, cli_env
 
 LRS = ("0.01", "0.02", "0.05", "0.1", "0.2", "0.3", "0.5", "1.0")
 INITS = ("he", "xavier", "normal", "uniform")
@@ -55,7 +54,7 @@ def test_32_jobs_with_joblib_against_one_sqlite_store(cli):
 def test_32_jobs_with_joblib_against_an_mlflow_server(cli, tmp_path):
     root = tmp_path / "server"
     root.mkdir()
-    server = Server(root, free_port()).start()
+    server = MlflowServer(f"sqlite:///{root / 'server.db'}", root / "artifacts", cwd=root).start()
     try:
         proc = subprocess.run(
             [sys.executable, "-m", "nnexp", *SWEEP, f"tracking.uri={server.uri}"],
