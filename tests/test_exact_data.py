@@ -666,11 +666,6 @@ def test_a_fractional_label_is_named_by_its_value(tmp_path):
     assert "1.5" in error
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: nnexp/data/files.py _task formats the label with !r, which NumPy 2 prints as "
-    "'np.float64(1.5)' in the user's message",
-)
 def test_a_fractional_label_is_printed_as_the_number_in_the_file(tmp_path):
     path = _csv(tmp_path, "a,target\n1,0\n2,1.5\n")
     error = _raises_containing(FileSpec(path=path, task="binary"))

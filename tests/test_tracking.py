@@ -474,7 +474,6 @@ def test_curves_png_has_one_labelled_line_per_split_and_metric(task, quality):
     assert _labels(ax) == ["train/loss", "val/loss"]
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: curves.png's y axes are unlabelled (a title only)")
 def test_curves_png_y_axes_are_labelled():
     axes = curves_figure(_history(3)).get_axes()
     assert [ax.get_ylabel() for ax in axes] == ["loss", "acc"]

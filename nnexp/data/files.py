@@ -325,8 +325,8 @@ def _task(y: np.ndarray, where: Any, spec: Any) -> str:
             i = int(fractional[0])
             raise bad(
                 "target", target,
-                f"{where(i)} has label {y[i]!r}, not an integer; task={spec.task} needs integer "
-                "class labels (or use task=regression)",
+                f"{where(i)} has label {y[i].item()!r}, not an integer; task={spec.task} needs "
+                "integer class labels (or use task=regression)",
             )  # fmt: skip
     classes = np.unique(y)
     if spec.task == "auto" and not text and len(classes) > AUTO_MAX_CLASSES:

@@ -85,10 +85,12 @@ def curves_figure(history: History):
     fig, axes = _figure(2 if quality else 1, 10 if quality else 5.5)
     _plot(axes[0], history, {k: k for k in ("train/loss", "val/loss") if k in keys})
     axes[0].set_title("loss")
+    axes[0].set_ylabel("loss")
     if quality:
         split_keys = [f"{split}/{quality}" for split in ("train", "val")]
         _plot(axes[1], history, {k: k for k in split_keys if k in keys})
         axes[1].set_title(quality)
+        axes[1].set_ylabel(quality)
     return fig
 
 
