@@ -50,8 +50,20 @@ def _start(cli: Cli, *overrides: str, run_dir: str = "outputs/run") -> subproces
     args = [sys.executable, "-m", "nnexp", *overrides, f"tracking.uri={cli.uri}"]
     args.append(f"hydra.run.dir={run_dir}")
     return subprocess.Popen(
-        args, cwd=cli.workdir, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        args,
+        cwd=cli.workdir,
+        env=cli_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        preexec_fn=_interruptible,
     )
+
+
+def _interruptible() -> None:
+    """Ctrl-C reaches the run as it would in a terminal, even when the tests themselves run
+    with SIGINT ignored (a shell's background job, `nohup`): Python keeps an inherited
+    SIG_IGN, and the run would then never see the test's SIGINT."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _epoch_of(path: Path) -> int:
