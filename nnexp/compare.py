@@ -1,73 +1,9 @@
-"""``python -m nnexp.compare``: the comparison report of one sweep, from the tracking store alone.
+"""``python -m nnexp.compare``: the command line of the sweep report. Only its name lives here, so
+that the documented command keeps working; the code is `nnexp.report.compare`."""
 
-    python -m nnexp.compare                       # the latest sweep in ./mlflow.db
-    python -m nnexp.compare --sweep 20260131-120000-ab12cd --out report/
-    python -m nnexp.compare --uri http://127.0.0.1:5000 --experiment nnexp
-
-Prints the table of runs and writes the PNG plots and ``report.html`` into ``--out``.
-"""
-
-from __future__ import annotations
-
-import argparse
-import os
 import sys
-from pathlib import Path
 
-from nnexp.tracking.env import configure_mlflow_env
-
-
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m nnexp.compare", description="Compare the runs of one nnexp sweep."
-    )
-    parser.add_argument("--sweep", help="sweep id or parent run id (default: the latest sweep)")
-    parser.add_argument("--experiment", help="MLflow experiment (default: any)")
-    parser.add_argument(
-        "--uri", help="tracking URI (default: MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)"
-    )
-    parser.add_argument(
-        "--out", type=Path, help="directory for the plots and report.html (default: report-<id>)"
-    )
-    parser.add_argument(
-        "--runs",
-        help="job numbers or run ids for the gradient-norm plot, comma-separated "
-        "(default: the best, the worst finished and a diverged run)",
-    )
-    return parser.parse_args(argv)
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    configure_mlflow_env()  # before mlflow is imported
-    from mlflow import MlflowClient
-
-    from nnexp.report import SweepNotFound, find_sweep, format_table, load_sweep, write_report
-
-    uri = args.uri or os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlflow.db"
-    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///") :]).is_file():
-        # Opening a missing sqlite file would create an empty store: say so instead.
-        print(f"nnexp.compare: error: no MLflow store at {uri}", file=sys.stderr)
-        return 2
-    client = MlflowClient(uri)
-    try:
-        sweep = load_sweep(client, find_sweep(client, args.sweep, args.experiment))
-    except SweepNotFound as exc:
-        print(f"nnexp.compare: error: {exc}", file=sys.stderr)
-        return 2
-    grad_runs = None
-    if args.runs:
-        wanted = {w.strip() for w in args.runs.split(",") if w.strip()}
-        grad_runs = [r for r in sweep.runs if r.run_id in wanted or str(r.job) in wanted]
-        if not grad_runs:
-            print(f"nnexp.compare: error: --runs {args.runs}: no such run", file=sys.stderr)
-            return 2
-    print(format_table(sweep))
-    out = args.out or Path(f"report-{sweep.sweep_id}")
-    paths = write_report(sweep, out, grad_runs)
-    print(f"report: {paths[-1]}  ({', '.join(p.name for p in paths[:-1])})")
-    return 0
-
+from nnexp.report.compare import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -20,7 +20,8 @@ LAYERS = {
     "train": 3,
     "tracking": 4,
     "report": 5,
-    "app": 6,  # config, build, cli, resume, hydra callbacks, __main__, compare, experiments, bench
+    "app": 6,  # config, build, cli, resume, hydra callbacks, bench, __main__ and the entry
+    # modules of report/ (compare, experiments: their documented `python -m` names)
 }
 LEAVES = {"nnexp.names", "nnexp.objective", "nnexp.timing", "nnexp.schema", "nnexp"}
 

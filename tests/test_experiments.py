@@ -9,6 +9,7 @@ import re
 import shutil
 import subprocess
 import sys
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,7 @@ PAGES = REPO / "experiments"
 
 
 def test_every_experiment_has_a_config_and_a_page_with_markers():
-    from nnexp.experiments import BEGIN, END, EXPERIMENTS
+    from nnexp.report.experiments import BEGIN, END, EXPERIMENTS
 
     configs = {p.stem for p in (REPO / "conf" / "experiment").glob("*.yaml")}
     assert configs == set(EXPERIMENTS)
@@ -48,12 +49,29 @@ def test_an_experiment_composes_from_any_directory(tmp_path, form):
     assert not list(tmp_path.iterdir())  # --cfg writes nothing
 
 
+def test_the_documented_command_runs_from_any_directory(tmp_path):
+    """`python -m nnexp.experiments` stays the command (the code lives in nnexp.report); a name
+    it does not know is refused by argparse before anything runs."""
+    from nnexp.report.experiments import EXPERIMENTS
+
+    run = partial(
+        subprocess.run, cwd=tmp_path, env=cli_env(), capture_output=True, text=True, timeout=120
+    )
+    proc = run([sys.executable, "-m", "nnexp.experiments", "--help"])
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("usage: python -m nnexp.experiments")
+    assert all(name in proc.stdout for name in EXPERIMENTS)
+    proc = run([sys.executable, "-m", "nnexp.experiments", "bogus"])
+    assert proc.returncode == 2 and "invalid choice: 'bogus'" in proc.stderr
+    assert not list(tmp_path.iterdir())
+
+
 def _rows(page: str) -> list[str]:
     return [line for line in page.splitlines() if re.match(r"^\| \d+ \|", line)]
 
 
 def _names() -> list[str]:
-    from nnexp.experiments import EXPERIMENTS
+    from nnexp.report.experiments import EXPERIMENTS
 
     return list(EXPERIMENTS)
 
@@ -154,8 +172,8 @@ def _assert_lesson(name: str, sweep) -> None:
 def test_every_experiment_runs_shrunken_and_writes_its_page(tmp_path, monkeypatch, name):
     from mlflow import MlflowClient
 
-    from nnexp.experiments import BEGIN, EXPERIMENTS, generate
     from nnexp.report import find_sweep, load_sweep
+    from nnexp.report.experiments import BEGIN, EXPERIMENTS, generate
 
     exp = EXPERIMENTS[name]
     if name in LONGER:

@@ -24,7 +24,7 @@ WALL = re.compile(r"\*\*\d+ s\*\* of wall time")
 
 
 def _section(page: str) -> str:
-    from nnexp.experiments import BEGIN, END
+    from nnexp.report.experiments import BEGIN, END
 
     start, end = page.index(BEGIN), page.index(END)
     return page[start : end + len(END)]
@@ -65,7 +65,7 @@ def _loaded_blas() -> list[tuple[str, str]]:
 
 @pytest.mark.slow
 def test_a_committed_page_reproduces_digit_for_digit(tmp_path, monkeypatch):
-    from nnexp.experiments import generate, page_blas
+    from nnexp.report.experiments import generate, page_blas
 
     committed = (PAGES / f"{NAME}.md").read_text(encoding="utf-8")
     recorded = page_blas(committed)

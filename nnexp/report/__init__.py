@@ -1,7 +1,8 @@
 """nnexp.report — the comparison report of a sweep, from the tracking store alone: `find_sweep`
 and `load_sweep` read it back, `format_table` prints it, `write_report` draws the plots and the
-self-contained HTML page. `python -m nnexp.compare` is its command line; the sweep callback
-(`nnexp.tracking.sweep`) logs it to the parent run when a multirun ends."""
+self-contained HTML page. Its command line is `compare` (``python -m nnexp.compare``); the
+experiment pages are reports too (`experiments`, ``python -m nnexp.experiments NAME``). The sweep
+callback (`nnexp.hydra_callbacks`) logs the report to the parent run when a multirun ends."""
 
 from nnexp.report.collect import RunRecord, Sweep, SweepNotFound, find_sweep, load_sweep
 from nnexp.report.page import render_html, write_report

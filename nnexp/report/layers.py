@@ -1,4 +1,5 @@
-"""Plots across layers and depths, for the experiments of ``experiments/`` (`nnexp.experiments`):
+"""Plots across layers and depths, for the experiments of ``experiments/``
+(`nnexp.report.experiments`):
 
 - ``layer_profile``: per run, each layer's weight-gradient norm and activation statistics at the
   first epoch, against the layer's index — where an initialization's symmetry, vanishing or
