@@ -62,10 +62,40 @@ def _message(trainer: Trainer) -> str:
 
 def test_a_non_finite_loss_is_named_by_a_replay_of_the_forward_pass():
     message = _message(_trainer(_data(huge_train_row=40)))
+    # A row of the batch is ~1e30: the input, not the learning rate, is blamed.
     assert message == (
         "training diverged at epoch 1, step 2 (batch 2 of 4): the loss is inf at the loss "
-        f"computation (outputs finite but up to 6.49e+29) {FIXES}"
+        "computation (outputs finite but up to 6.49e+29) (lr=0.01). Likely cause: the input is "
+        "not standardized — the batch holds values up to 8.44e+29 (standardized ones stay "
+        "within ~10). Set dataset.standardize=true (and trainer.grad_clip.norm=1.0 as a "
+        "safety net)"
     )
+
+
+def test_huge_initial_weights_are_blamed_not_the_learning_rate():
+    """Issue 15: N(0, 1e30²) weights diverge at step 1; the advice named the learning rate."""
+    model = mlp(3, [4], 1, activation="relu", init="normal", init_kwargs={"std": 1e30}, seed=1)
+    opt = SGD(list(model.parameters()), lr=0.01)
+    s = TrainSettings(epochs=3, batch_size=16, stats=())
+    trainer = Trainer(model, MSE(), opt, Constant(0.01), _data(), s)
+    with pytest.raises(NonFiniteError) as err:
+        trainer.fit()
+    message = str(err.value)
+    assert err.value.cause == "initialization"
+    assert "step 1 (batch 1 of 4)" in message
+    assert "Likely cause: the initialization, not the learning rate" in message
+    assert "model.init=he" in message and "optimizer.lr=" not in message
+
+
+def test_a_healthy_init_with_a_huge_lr_still_blames_the_learning_rate():
+    model = mlp(3, [4], 1, activation="relu", seed=1)
+    opt = SGD(list(model.parameters()), lr=1e6)
+    s = TrainSettings(epochs=3, batch_size=16, stats=())
+    trainer = Trainer(model, MSE(), opt, Constant(1e6), _data(), s)
+    with pytest.raises(NonFiniteError) as err:
+        trainer.fit()
+    assert err.value.cause == "learning rate"
+    assert "Try a lower learning rate (optimizer.lr=100000)" in str(err.value)
 
 
 @pytest.mark.parametrize(

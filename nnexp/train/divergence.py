@@ -13,9 +13,54 @@ import numpy as np
 
 from nnexp.nn import Parameter, Schedule, Sequential, flat_view
 
+# What a divergence is blamed on (`NonFiniteError.cause`). The learning rate is the default;
+# the initialization or the input take the blame when they are out of range on their own.
+CAUSE_LR, CAUSE_INIT, CAUSE_INPUT = "learning rate", "initialization", "input"
+# Out of range: the initial weights amplify a signal more than this through the network (the
+# product over layers of std(W)·√fan_in: He and Xavier keep each factor near 1, so a deep
+# healthy net stays within ~10; N(0, 1) on a 6-layer, 32-unit net is ~8e3, std 1e30 is 1e30);
+# or the failing batch holds values beyond this (standardized features stay within ~±10).
+INIT_GAIN_LIMIT = 1e3
+INPUT_LIMIT = 1e3
+
 
 class NonFiniteError(FloatingPointError):
-    """Training produced NaN/Inf. A FloatingPointError, so trackers can tag the run diverged."""
+    """Training produced NaN/Inf. A FloatingPointError, so trackers can tag the run diverged.
+    `cause`: what the message blames (CAUSE_LR, CAUSE_INIT or CAUSE_INPUT)."""
+
+    def __init__(self, message: str, cause: str = CAUSE_LR) -> None:
+        super().__init__(message)
+        self.cause = cause
+
+
+def initial_gain(params: Sequence[Parameter]) -> tuple[float, str, float]:
+    """How much the weight matrices amplify a signal, as log10 of the product over layers of
+    std(W)·√fan_in, with the layer of the largest factor and that factor. Computed in float64:
+    the squares of huge float32 weights overflow."""
+    log_gain, worst, worst_gain = 0.0, "", 0.0
+    for p in params:
+        if not p.decay or p.value.ndim != 2 or not p.value.size:
+            continue
+        with np.errstate(all="ignore"):
+            gain = float(np.std(p.value, dtype=np.float64)) * math.sqrt(p.value.shape[0])
+        if not math.isfinite(gain):
+            return math.inf, p.name, gain
+        log_gain += math.log10(gain) if gain > 0 else -math.inf
+        if gain > worst_gain:
+            worst, worst_gain = p.name, gain
+    return log_gain, worst, worst_gain
+
+
+def likely_cause(log_gain: float, batch: np.ndarray | None) -> str:
+    """The initialization if the starting weights were out of range, else the input if the
+    failing batch was, else the learning rate."""
+    if log_gain > math.log10(INIT_GAIN_LIMIT):
+        return CAUSE_INIT
+    if batch is not None and batch.size:
+        with np.errstate(all="ignore"):
+            if not float(np.nanmax(np.abs(batch))) <= INPUT_LIMIT:
+                return CAUSE_INPUT
+    return CAUSE_LR
 
 
 def all_finite(arrays: Iterable[np.ndarray], norms: Sequence[float] | None = None) -> bool:
@@ -67,14 +112,28 @@ def describe(
     lr: float,
     base_lr: float,
     layer: str | None = None,
+    cause: str = CAUSE_LR,
+    evidence: str = "",
 ) -> str:
-    """The one-line message: where, what, and the usual fixes (`base_lr`: optimizer.lr, of
-    which `lr` is the scheduled value at this epoch)."""
+    """The one-line message: where, what, and the fixes for its `cause` (`base_lr`:
+    optimizer.lr, of which `lr` is the scheduled value at this epoch; `evidence`: why the
+    initialization or the input is blamed)."""
     where = f" at {layer}" if layer else ""
+    head = f"training diverged at epoch {epoch}, step {step} ({batch}): {what}{where} (lr={lr:g})."
+    if cause == CAUSE_INIT:
+        return (
+            f"{head} Likely cause: the initialization, not the learning rate — {evidence}. "
+            "Use model.init=he (ReLU family) or model.init=xavier (tanh, sigmoid), or a "
+            "smaller model.init_scale"
+        )
+    if cause == CAUSE_INPUT:
+        return (
+            f"{head} Likely cause: the input is not standardized — {evidence}. Set "
+            "dataset.standardize=true (and trainer.grad_clip.norm=1.0 as a safety net)"
+        )
     lower = f"{base_lr / 10:g}" if math.isfinite(base_lr) else "a smaller value"
     return (
-        f"training diverged at epoch {epoch}, step {step} ({batch}): {what}{where} "
-        f"(lr={lr:g}). Try a lower learning rate (optimizer.lr={lower}), gradient clipping "
+        f"{head} Try a lower learning rate (optimizer.lr={lower}), gradient clipping "
         "(trainer.grad_clip.norm=1.0), or standardized inputs (dataset.standardize=true)"
     )
 
@@ -106,6 +165,10 @@ class DivergenceGuard:
         self._values = [v] if (v := flat_view(values)) is not None else values
         self._grads = [g] if (g := flat_view(grads)) is not None else grads
         self._epoch, self._lr, self._batches, self._first_step = 0, 0.0, 0, 1
+        # The weights' scale as training starts: a divergence is blamed on the initialization
+        # when it was out of range (once per run, not per step).
+        self._gain = initial_gain(self.params)
+        self._batch: np.ndarray | None = None  # the step's input (a reference, never a copy)
 
     def begin_epoch(self, epoch: int, lr: float, batches: int, first_step: int) -> None:
         """Epoch `epoch` (from 1) trains at `lr` in `batches` steps, the first numbered
@@ -114,6 +177,7 @@ class DivergenceGuard:
 
     def check_loss(self, loss: float, batch: np.ndarray, step: int) -> None:
         """The step's loss, on input `batch`, before the backward pass."""
+        self._batch = batch
         if not math.isfinite(loss):
             layer = first_nonfinite_param(self.params, "weights")
             layer = layer or first_nonfinite_output(self.model, batch)
@@ -156,19 +220,48 @@ class DivergenceGuard:
         if bad:
             layer = first_nonfinite_param(self.params, "weights")
             what = f"{bad[0]} is {metrics[bad[0]]}"
-            raise NonFiniteError(self._message(what, epoch, step, "evaluation", lr, layer))
+            self._raise(what, epoch, step, "evaluation", lr, layer, None)
 
     def _fail(self, what: str, step: int, layer: str | None) -> NoReturn:
         batch = f"batch {step - self._first_step + 1} of {self._batches}"
-        raise NonFiniteError(self._message(what, self._epoch, step, batch, self._lr, layer))
+        self._raise(what, self._epoch, step, batch, self._lr, layer, self._batch)
 
-    def _message(
-        self, what: str, epoch: int, step: int, batch: str, lr: float, layer: str | None
-    ) -> str:
+    def _raise(
+        self,
+        what: str,
+        epoch: int,
+        step: int,
+        batch: str,
+        lr: float,
+        layer: str | None,
+        inputs: np.ndarray | None,
+    ) -> NoReturn:
         base_lr = getattr(self.schedule, "base_lr", lr)
-        return describe(
-            what, epoch=epoch, step=step, batch=batch, lr=lr, base_lr=base_lr, layer=layer
+        log_gain, worst, worst_gain = self._gain
+        cause = likely_cause(log_gain, inputs)
+        evidence = ""
+        if cause == CAUSE_INIT:
+            factor = f"~1e{log_gain:.0f}x" if math.isfinite(log_gain) else "beyond float range"
+            evidence = (
+                f"the starting weights amplify a signal {factor} through the network "
+                f"({worst}: std·√fan_in = {worst_gain:.3g}; He and Xavier keep it near 1)"
+            )
+        elif cause == CAUSE_INPUT:
+            with np.errstate(all="ignore"):
+                top = float(np.nanmax(np.abs(inputs)))
+            evidence = f"the batch holds values up to {top:.3g} (standardized ones stay within ~10)"
+        message = describe(
+            what,
+            epoch=epoch,
+            step=step,
+            batch=batch,
+            lr=lr,
+            base_lr=base_lr,
+            layer=layer,
+            cause=cause,
+            evidence=evidence,
         )
+        raise NonFiniteError(message, cause)
 
 
 def nonfinite_gradient(params: Sequence[Parameter]) -> tuple[str, str]:
