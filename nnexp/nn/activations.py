@@ -18,16 +18,17 @@ Class attributes tell `stats` how to read an activation:
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 
-from nnexp.nn.module import Module
+from nnexp.nn.module import FloatArray, Module
 from nnexp.nn.registry import Registry
 
 ACTIVATIONS: Registry[type[Activation]] = Registry("activation")
 
 
-def sigmoid(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+def sigmoid(x: FloatArray, out: FloatArray | None = None) -> FloatArray:
     """1/(1+e^-x) computed as (1 + tanh(x/2)) / 2: no overflow for any x, one transcendental."""
     y = np.multiply(x, x.dtype.type(0.5), out=out)
     np.tanh(y, out=y)
@@ -45,17 +46,22 @@ class Activation(Module):
     def __init__(self, inplace: bool = False) -> None:
         super().__init__()
         self.inplace = inplace
-        self._y: np.ndarray | None = None
+        self._y: FloatArray | None = None
 
     @property
-    def output(self) -> np.ndarray | None:
+    def output(self) -> FloatArray | None:
         """The last training-mode output (for activation statistics)."""
         return self._y
 
-    def _out(self, x: np.ndarray) -> np.ndarray:
+    def _saved(self) -> FloatArray:
+        """The training output that backward needs (a training forward comes first)."""
+        assert self._y is not None, f"{self.name}: backward before a training forward"
+        return self._y
+
+    def _out(self, x: FloatArray) -> FloatArray:
         return x if self.inplace else x.copy()
 
-    def _dx(self, dy: np.ndarray) -> np.ndarray:
+    def _dx(self, dy: FloatArray) -> FloatArray:
         return dy if self.inplace else dy.copy()
 
 
@@ -64,10 +70,10 @@ class Identity(Activation):
     kind = "identity"
     records_output = False
 
-    def forward(self, x, training=False):
+    def forward(self, x: FloatArray, training: bool = False) -> FloatArray:
         return x
 
-    def backward(self, dy, need_dx=True):
+    def backward(self, dy: FloatArray, need_dx: bool = True) -> FloatArray:
         return dy
 
 
@@ -77,16 +83,16 @@ class ReLU(Activation):
     counts_dead = True
     nonnegative = True
 
-    def forward(self, x, training=False):
+    def forward(self, x: FloatArray, training: bool = False) -> FloatArray:
         y = np.maximum(x, 0, out=self._out(x))
         if training:
             self._y = y
         return y
 
-    def backward(self, dy, need_dx=True):
+    def backward(self, dy: FloatArray, need_dx: bool = True) -> FloatArray:
         # A multiply by the 0/1 mask: ~8x faster than masked assignment (dx[y <= 0] = 0).
         dx = self._dx(dy)
-        np.multiply(dx, self._y > 0, out=dx)
+        np.multiply(dx, self._saved() > 0, out=dx)
         return dx
 
 
@@ -99,16 +105,16 @@ class LeakyReLU(Activation):
         super().__init__(inplace)
         self.alpha = alpha
 
-    def forward(self, x, training=False):
+    def forward(self, x: FloatArray, training: bool = False) -> FloatArray:
         y = self._out(x)
         np.multiply(y, y.dtype.type(self.alpha), out=y, where=y < 0)
         if training:
             self._y = y
         return y
 
-    def backward(self, dy, need_dx=True):
+    def backward(self, dy: FloatArray, need_dx: bool = True) -> FloatArray:
         dx = self._dx(dy)
-        np.multiply(dx, dx.dtype.type(self.alpha), out=dx, where=self._y <= 0)
+        np.multiply(dx, dx.dtype.type(self.alpha), out=dx, where=self._saved() <= 0)
         return dx
 
 
@@ -121,7 +127,7 @@ class ELU(Activation):
         super().__init__(inplace)
         self.alpha = alpha
 
-    def forward(self, x, training=False):
+    def forward(self, x: FloatArray, training: bool = False) -> FloatArray:
         y = self._out(x)
         neg = y < 0
         y[neg] = np.expm1(y[neg]) * y.dtype.type(self.alpha)
@@ -129,11 +135,12 @@ class ELU(Activation):
             self._y = y
         return y
 
-    def backward(self, dy, need_dx=True):
+    def backward(self, dy: FloatArray, need_dx: bool = True) -> FloatArray:
         # For x < 0: d/dx alpha(e^x - 1) = alpha e^x = y + alpha.
         dx = self._dx(dy)
-        neg = self._y < 0
-        dx[neg] *= self._y[neg] + dx.dtype.type(self.alpha)
+        y = self._saved()
+        neg = y < 0
+        dx[neg] *= y[neg] + dx.dtype.type(self.alpha)
         return dx
 
 
@@ -142,14 +149,14 @@ class Tanh(Activation):
     kind = "tanh"
     saturation = (-0.96, 0.96)
 
-    def forward(self, x, training=False):
+    def forward(self, x: FloatArray, training: bool = False) -> FloatArray:
         y = np.tanh(x, out=self._out(x))
         if training:
             self._y = y
         return y
 
-    def backward(self, dy, need_dx=True):
-        d = np.square(self._y)
+    def backward(self, dy: FloatArray, need_dx: bool = True) -> FloatArray:
+        d = np.square(self._saved())
         np.subtract(1, d, out=d)
         dx = self._dx(dy)
         dx *= d
@@ -161,15 +168,16 @@ class Sigmoid(Activation):
     kind = "sigmoid"
     saturation = (0.02, 0.98)
 
-    def forward(self, x, training=False):
+    def forward(self, x: FloatArray, training: bool = False) -> FloatArray:
         y = sigmoid(x, out=self._out(x))
         if training:
             self._y = y
         return y
 
-    def backward(self, dy, need_dx=True):
-        d = np.subtract(1, self._y)
-        d *= self._y
+    def backward(self, dy: FloatArray, need_dx: bool = True) -> FloatArray:
+        y = self._saved()
+        d = np.subtract(1, y)
+        d *= y
         dx = self._dx(dy)
         dx *= d
         return dx
@@ -184,14 +192,14 @@ class GELU(Activation):
     _C = math.sqrt(2.0 / math.pi)
     _K = 0.044715
 
-    def forward(self, x, training=False):
+    def forward(self, x: FloatArray, training: bool = False) -> FloatArray:
         t = np.tanh(x.dtype.type(self._C) * (x + x.dtype.type(self._K) * x**3))
-        y = 0.5 * x * (1 + t)
+        y: FloatArray = 0.5 * x * (1 + t)
         if training:
             self._x, self._t, self._y = x, t, y
         return y
 
-    def backward(self, dy, need_dx=True):
+    def backward(self, dy: FloatArray, need_dx: bool = True) -> FloatArray:
         x, t = self._x, self._t
         c, k = x.dtype.type(self._C), x.dtype.type(self._K)
         du = c * (1 + 3 * k * x * x)
@@ -201,7 +209,7 @@ class GELU(Activation):
         return dx
 
 
-def make_activation(name: str, **kwargs) -> Activation:
+def make_activation(name: str, **kwargs: Any) -> Activation:
     """An activation layer by name; kwargs (e.g. ``alpha``) go to its constructor."""
     cls = ACTIVATIONS.lookup(name)
     try:

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from nnexp.nn.module import Parameter
+from nnexp.nn.module import FloatArray, Parameter
 
 
 def pack(params: Sequence[Parameter]) -> None:
@@ -39,7 +39,7 @@ def pack(params: Sequence[Parameter]) -> None:
         offset = end
 
 
-def flat_view(arrays: Sequence[np.ndarray]) -> np.ndarray | None:
+def flat_view(arrays: Sequence[FloatArray]) -> FloatArray | None:
     """The 1-D buffer that `arrays` tile exactly, in order (as `pack` leaves them), else None."""
     if not arrays:
         return None
@@ -58,12 +58,12 @@ def flat_view(arrays: Sequence[np.ndarray]) -> np.ndarray | None:
     return base
 
 
-Group = tuple[Parameter, dict[str, np.ndarray], np.ndarray]  # parameter, its slots, scratch
+Group = tuple[Parameter, dict[str, FloatArray], FloatArray]  # parameter, its slots, scratch
 
 
 def slot_arrays(
     params: Sequence[Parameter], slots: Sequence[str], chunk: int
-) -> tuple[dict[str, dict[str, np.ndarray]], list[Group]]:
+) -> tuple[dict[str, dict[str, FloatArray]], list[Group]]:
     """An optimizer's state, zeroed, and the groups its update runs on: ``(state, groups)``.
 
     ``state[p.name][slot]`` is an array shaped like ``p.value`` (what `state_dict` saves). Each
@@ -85,7 +85,7 @@ def slot_arrays(
 
 
 def _pieces(
-    values: np.ndarray, grads: np.ndarray, vectors: dict[str, np.ndarray], chunk: int
+    values: FloatArray, grads: FloatArray, vectors: dict[str, FloatArray], chunk: int
 ) -> list[Group]:
     """The packed vector and its slot vectors cut into the same pieces, one scratch for all."""
     pieces = _chunks(values.size, chunk)
@@ -101,8 +101,8 @@ def _pieces(
 
 
 def _per_parameter(
-    params: Sequence[Parameter], vectors: dict[str, np.ndarray]
-) -> dict[str, dict[str, np.ndarray]]:
+    params: Sequence[Parameter], vectors: dict[str, FloatArray]
+) -> dict[str, dict[str, FloatArray]]:
     """``{p.name: {slot: view}}``: each parameter's slice of each slot vector, in its shape."""
     state = {}
     offset = 0

@@ -17,15 +17,15 @@ import numpy as np
 
 from nnexp.nn.gradients import add_l2_grad, l2_penalty
 from nnexp.nn.losses import Loss
-from nnexp.nn.module import Module
+from nnexp.nn.module import FloatArray, Module, Targets
 
 
-def _objective(model: Module, loss: Loss, x, y, l2: float) -> float:
+def _objective(model: Module, loss: Loss, x: FloatArray, y: Targets, l2: float) -> float:
     value = loss.value(model.forward(x, training=True), y)
     return value + l2_penalty(list(model.parameters()), l2) if l2 else value
 
 
-def _relative_error(a: np.ndarray, n: np.ndarray, floor: float) -> float:
+def _relative_error(a: FloatArray, n: FloatArray, floor: float) -> float:
     scale = np.maximum(np.maximum(np.abs(a), np.abs(n)), floor)
     return float(np.max(np.abs(a - n) / scale)) if a.size else 0.0
 
@@ -33,8 +33,8 @@ def _relative_error(a: np.ndarray, n: np.ndarray, floor: float) -> float:
 def gradcheck(
     model: Module,
     loss: Loss,
-    x: np.ndarray,
-    y: np.ndarray,
+    x: FloatArray,
+    y: Targets,
     *,
     l2: float = 0.0,
     h: float = 3e-5,
@@ -51,12 +51,14 @@ def gradcheck(
     x = x.copy()
 
     _, dlogits = loss.value_and_grad(model.forward(x, training=True), y)
-    dx = model.backward(dlogits).copy()
+    dx = model.backward(dlogits)
+    assert dx is not None  # need_dx is on: backward returns dL/dx
+    dx = dx.copy()
     if l2:
         add_l2_grad(params, l2)
     analytic = {p.name: p.grad.copy() for p in params}
 
-    def numeric(array: np.ndarray) -> np.ndarray:
+    def numeric(array: FloatArray) -> FloatArray:
         out = np.empty_like(array)
         flat, grad = array.reshape(-1), out.reshape(-1)
         for i in range(flat.size):

@@ -8,10 +8,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from nnexp.nn.module import Parameter
+from nnexp.nn.module import FloatArray, Parameter
 
 
-def norm(a: np.ndarray) -> float:
+def norm(a: FloatArray) -> float:
     """L2 norm of a contiguous array via one BLAS dot (no temporary)."""
     return math.sqrt(float(np.vdot(a, a)))
 

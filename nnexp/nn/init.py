@@ -9,59 +9,72 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
+from numpy.typing import DTypeLike
 
+from nnexp.nn.module import FloatArray
 from nnexp.nn.registry import Registry
 
-Initializer = Callable[..., np.ndarray]
+Shape = tuple[int, int]
+FloatDType = np.dtype[np.floating]
+# (shape, rng, dtype, **options such as std) -> weights; the options differ per initializer.
+Initializer = Callable[..., FloatArray]
 INITIALIZERS: Registry[Initializer] = Registry("init")
 
 
 @INITIALIZERS.register("zeros")
-def zeros(shape, rng, dtype) -> np.ndarray:
+def zeros(shape: Shape, rng: np.random.Generator, dtype: FloatDType) -> FloatArray:
     return np.zeros(shape, dtype=dtype)
 
 
 @INITIALIZERS.register("normal")
-def normal(shape, rng, dtype, std: float = 0.01) -> np.ndarray:
+def normal(
+    shape: Shape, rng: np.random.Generator, dtype: FloatDType, std: float = 0.01
+) -> FloatArray:
     """N(0, std²); 0.01 is the classic tutorial's choice (too small for deep nets)."""
     return (rng.standard_normal(shape) * std).astype(dtype)
 
 
 @INITIALIZERS.register("uniform")
-def uniform(shape, rng, dtype, limit: float = 0.05) -> np.ndarray:
+def uniform(
+    shape: Shape, rng: np.random.Generator, dtype: FloatDType, limit: float = 0.05
+) -> FloatArray:
     return rng.uniform(-limit, limit, shape).astype(dtype)
 
 
 @INITIALIZERS.register("xavier_uniform", "xavier", "glorot")
-def xavier_uniform(shape, rng, dtype) -> np.ndarray:
+def xavier_uniform(shape: Shape, rng: np.random.Generator, dtype: FloatDType) -> FloatArray:
     """Glorot & Bengio (2010): keeps activation variance for tanh/sigmoid-like units."""
     return uniform(shape, rng, dtype, limit=np.sqrt(6.0 / (shape[0] + shape[1])))
 
 
 @INITIALIZERS.register("xavier_normal")
-def xavier_normal(shape, rng, dtype) -> np.ndarray:
+def xavier_normal(shape: Shape, rng: np.random.Generator, dtype: FloatDType) -> FloatArray:
     return normal(shape, rng, dtype, std=np.sqrt(2.0 / (shape[0] + shape[1])))
 
 
 @INITIALIZERS.register("he_normal", "he", "kaiming")
-def he_normal(shape, rng, dtype) -> np.ndarray:
+def he_normal(shape: Shape, rng: np.random.Generator, dtype: FloatDType) -> FloatArray:
     """He et al. (2015): variance 2/fan_in compensates ReLU zeroing half its inputs."""
     return normal(shape, rng, dtype, std=np.sqrt(2.0 / shape[0]))
 
 
 @INITIALIZERS.register("he_uniform")
-def he_uniform(shape, rng, dtype) -> np.ndarray:
+def he_uniform(shape: Shape, rng: np.random.Generator, dtype: FloatDType) -> FloatArray:
     return uniform(shape, rng, dtype, limit=np.sqrt(6.0 / shape[0]))
 
 
 @INITIALIZERS.register("lecun_normal")
-def lecun_normal(shape, rng, dtype) -> np.ndarray:
+def lecun_normal(shape: Shape, rng: np.random.Generator, dtype: FloatDType) -> FloatArray:
     return normal(shape, rng, dtype, std=np.sqrt(1.0 / shape[0]))
 
 
 def initialize(
-    name: str, shape: tuple[int, int], rng: np.random.Generator, dtype=np.float32, **kwargs
-) -> np.ndarray:
+    name: str,
+    shape: tuple[int, int],
+    rng: np.random.Generator,
+    dtype: DTypeLike = np.float32,
+    **kwargs: float,
+) -> FloatArray:
     """Weights of `shape` from the initializer `name` (kwargs such as ``std`` pass through)."""
     init = INITIALIZERS.lookup(name)
     try:

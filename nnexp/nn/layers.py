@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import numpy as np
+from numpy.typing import DTypeLike
 
 from nnexp.nn.init import initialize
-from nnexp.nn.module import Module, Parameter
+from nnexp.nn.module import FloatArray, Module, Parameter
 from nnexp.nn.workspace import Workspace
 
 
@@ -23,19 +24,19 @@ class Dense(Module):
         *,
         init: str = "he_normal",
         rng: np.random.Generator | None = None,
-        dtype=np.float32,
-        init_kwargs: dict | None = None,
+        dtype: DTypeLike = np.float32,
+        init_kwargs: dict[str, float] | None = None,
     ) -> None:
         super().__init__()
         rng = rng if rng is not None else np.random.default_rng(0)
         shape = (in_features, out_features)
         self.W = Parameter("W", initialize(init, shape, rng, dtype, **(init_kwargs or {})), True)
         self.b = Parameter("b", np.zeros(out_features, dtype=dtype))
-        self._x: np.ndarray | None = None
+        self._x: FloatArray | None = None
         self._out = Workspace()
         self._dx = Workspace()
 
-    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+    def forward(self, x: FloatArray, training: bool = False) -> FloatArray:
         W = self.W.value
         if not training:
             return x @ W + self.b.value
@@ -44,8 +45,9 @@ class Dense(Module):
         y += self.b.value
         return y
 
-    def backward(self, dy: np.ndarray, need_dx: bool = True) -> np.ndarray | None:
+    def backward(self, dy: FloatArray, need_dx: bool = True) -> FloatArray | None:
         x = self._x
+        assert x is not None, f"{self.name}: backward before a training forward"
         np.matmul(x.T, dy, out=self.W.grad)
         np.add.reduce(dy, axis=0, out=self.b.grad)
         if not need_dx:
@@ -70,9 +72,9 @@ class Dropout(Module):
         self.p = p
         self.rng = rng if rng is not None else np.random.default_rng(0)
         self.frozen = False  # reuse the last mask (for gradient checks)
-        self._mask: np.ndarray | None = None
+        self._mask: FloatArray | None = None
 
-    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+    def forward(self, x: FloatArray, training: bool = False) -> FloatArray:
         if not training or self.p == 0.0:
             self._mask = None
             return x
@@ -81,7 +83,7 @@ class Dropout(Module):
             self._mask = keep * x.dtype.type(1.0 / (1.0 - self.p))
         return x * self._mask
 
-    def backward(self, dy: np.ndarray, need_dx: bool = True) -> np.ndarray:
+    def backward(self, dy: FloatArray, need_dx: bool = True) -> FloatArray:
         return dy if self._mask is None else dy * self._mask
 
 
@@ -92,27 +94,32 @@ class BatchNorm1d(Module):
     kind = "batchnorm"
 
     def __init__(
-        self, num_features: int, *, momentum: float = 0.1, eps: float = 1e-5, dtype=np.float32
+        self,
+        num_features: int,
+        *,
+        momentum: float = 0.1,
+        eps: float = 1e-5,
+        dtype: DTypeLike = np.float32,
     ) -> None:
         super().__init__()
-        dtype = np.dtype(dtype)
-        self.momentum = dtype.type(momentum)
-        self.eps = dtype.type(eps)
         self.gamma = Parameter("gamma", np.ones(num_features, dtype=dtype))
         self.beta = Parameter("beta", np.zeros(num_features, dtype=dtype))
-        self.running_mean = np.zeros(num_features, dtype=dtype)
-        self.running_var = np.ones(num_features, dtype=dtype)
+        self.running_mean: FloatArray = np.zeros(num_features, dtype=dtype)
+        self.running_var: FloatArray = np.ones(num_features, dtype=dtype)
+        scalar = self.gamma.value.dtype.type  # hyperparameters in the parameters' dtype
+        self.momentum = scalar(momentum)
+        self.eps = scalar(eps)
 
-    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+    def forward(self, x: FloatArray, training: bool = False) -> FloatArray:
         if not training:
             scale = self.gamma.value / np.sqrt(self.running_var + self.eps)
             return (x - self.running_mean) * scale + self.beta.value
         n = x.shape[0]
         if n < 2:
             raise ValueError("BatchNorm1d needs at least 2 samples per training batch")
-        mean = x.mean(axis=0)
+        mean: FloatArray = x.mean(axis=0)
         xhat = x - mean
-        var = np.mean(xhat * xhat, axis=0)
+        var: FloatArray = np.mean(xhat * xhat, axis=0)
         self._inv_std = 1.0 / np.sqrt(var + self.eps)
         xhat *= self._inv_std
         self._xhat = xhat
@@ -123,7 +130,7 @@ class BatchNorm1d(Module):
         self.running_var += (m * n / (n - 1)) * var  # unbiased, as PyTorch keeps it
         return xhat * self.gamma.value + self.beta.value
 
-    def backward(self, dy: np.ndarray, need_dx: bool = True) -> np.ndarray | None:
+    def backward(self, dy: FloatArray, need_dx: bool = True) -> FloatArray | None:
         xhat = self._xhat
         np.sum(dy * xhat, axis=0, out=self.gamma.grad)
         np.sum(dy, axis=0, out=self.beta.grad)
@@ -131,7 +138,7 @@ class BatchNorm1d(Module):
             return None
         n = dy.shape[0]
         # dx = (gamma / sigma) * (dy - mean(dy) - xhat * mean(dy * xhat))
-        dx = dy - self.beta.grad / n
+        dx: FloatArray = dy - self.beta.grad / n
         dx -= xhat * (self.gamma.grad / n)
         dx *= self.gamma.value * self._inv_std
         return dx
@@ -140,5 +147,5 @@ class BatchNorm1d(Module):
         yield self.gamma
         yield self.beta
 
-    def buffers(self) -> dict[str, np.ndarray]:
+    def buffers(self) -> dict[str, FloatArray]:
         return {"running_mean": self.running_mean, "running_var": self.running_var}

@@ -12,8 +12,10 @@ Which loss a task gets is decided in one place, `nnexp.build` (`AUTO_LOSS`, `LOS
 from __future__ import annotations
 
 import numpy as np
+from numpy.typing import NDArray
 
 from nnexp.nn.activations import sigmoid
+from nnexp.nn.module import FloatArray, Targets
 from nnexp.nn.registry import Registry
 
 LOSSES: Registry[type[Loss]] = Registry("loss")
@@ -22,24 +24,25 @@ LOSSES: Registry[type[Loss]] = Registry("loss")
 class Loss:
     name = "loss"
 
-    def value(self, logits: np.ndarray, y: np.ndarray) -> float:
+    def value(self, logits: FloatArray, y: Targets) -> float:
         return self.value_and_grad(logits, y)[0]
 
-    def value_and_grad(self, logits: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
+    def value_and_grad(self, logits: FloatArray, y: Targets) -> tuple[float, FloatArray]:
         raise NotImplementedError
 
-    def predict_proba(self, logits: np.ndarray) -> np.ndarray:
+    def predict_proba(self, logits: FloatArray) -> FloatArray:
         raise NotImplementedError
 
-    def predict(self, logits: np.ndarray) -> np.ndarray:
+    def predict(self, logits: FloatArray) -> Targets:
+        """Class labels (integers) or, for regression, the predicted values."""
         raise NotImplementedError
 
-    def check_targets(self, y: np.ndarray, n_outputs: int) -> None:
+    def check_targets(self, y: Targets, n_outputs: int) -> None:
         """Raise ValueError if `y` cannot be a target for `n_outputs` logits (done once, before
         training, so the hot loop need not check)."""
 
 
-def _column(y: np.ndarray, logits: np.ndarray) -> np.ndarray:
+def _column(y: Targets, logits: FloatArray) -> Targets:
     """Targets of shape (N,) for a single output become (N, 1)."""
     return y.reshape(logits.shape) if y.ndim == 1 else y
 
@@ -60,7 +63,7 @@ class SoftmaxCrossEntropy(Loss):
     name = "softmax_cross_entropy"
     _offsets_key: tuple[int, int] | None = None
 
-    def value_and_grad(self, logits, y):
+    def value_and_grad(self, logits: FloatArray, y: Targets) -> tuple[float, FloatArray]:
         n = logits.shape[0]
         # One temporary: shift by the row max (log-sum-exp), read the target terms, then
         # exponentiate the same array in place into the softmax. (Ufunc methods rather than
@@ -70,7 +73,8 @@ class SoftmaxCrossEntropy(Loss):
         if y.ndim == 1:
             flat = probs.reshape(-1)
             picks = y + self._row_offsets(n, probs.shape[1])  # flat index of each target
-            target_term = flat.take(picks)  # s_i,y_i
+            # 1-D targets are integer labels (check_targets), which their type cannot say.
+            target_term = flat.take(picks)  # type: ignore[arg-type]  # s_i,y_i
         else:
             target_term = np.einsum("ij,ij->i", y, probs)  # Σ_j y_ij s_ij
         np.exp(probs, out=probs)  # e^s
@@ -85,22 +89,23 @@ class SoftmaxCrossEntropy(Loss):
         probs /= probs.dtype.type(n)  # ∂L/∂z = (p - onehot(y)) / N
         return loss, probs
 
-    def _row_offsets(self, n: int, classes: int) -> np.ndarray:
+    def _row_offsets(self, n: int, classes: int) -> NDArray[np.intp]:
         """0, C, 2C, ...: cached, since every batch but the last has the same size."""
         if self._offsets_key != (n, classes):
             self._offsets, self._offsets_key = np.arange(n) * classes, (n, classes)
         return self._offsets
 
-    def predict_proba(self, logits):
+    def predict_proba(self, logits: FloatArray) -> FloatArray:
         shifted = logits - logits.max(axis=1, keepdims=True)
-        probs = np.exp(shifted)
+        probs: FloatArray = np.exp(shifted)
         probs /= probs.sum(axis=1, keepdims=True)
         return probs
 
-    def predict(self, logits):
-        return logits.argmax(axis=1)
+    def predict(self, logits: FloatArray) -> Targets:
+        labels: NDArray[np.intp] = logits.argmax(axis=1)
+        return labels
 
-    def check_targets(self, y, n_outputs):
+    def check_targets(self, y: Targets, n_outputs: int) -> None:
         if y.ndim == 1:
             if not np.issubdtype(y.dtype, np.integer):
                 raise ValueError(f"class labels must be integers, got dtype {y.dtype}")
@@ -128,7 +133,7 @@ class SigmoidBCE(Loss):
 
     name = "sigmoid_bce"
 
-    def value_and_grad(self, logits, y):
+    def value_and_grad(self, logits: FloatArray, y: Targets) -> tuple[float, FloatArray]:
         y = _column(y, logits)
         loss = np.mean(np.logaddexp(0, logits) - y * logits)  # mean[log(1 + e^z) - y·z]
         grad = sigmoid(logits)
@@ -136,14 +141,14 @@ class SigmoidBCE(Loss):
         grad /= grad.dtype.type(grad.size)  # (σ(z) - y) / (N·K)
         return float(loss), grad
 
-    def predict_proba(self, logits):
+    def predict_proba(self, logits: FloatArray) -> FloatArray:
         return sigmoid(logits)
 
-    def predict(self, logits):
+    def predict(self, logits: FloatArray) -> Targets:
         labels = (logits > 0).astype(np.int64)
         return labels[:, 0] if labels.shape[1] == 1 else labels
 
-    def check_targets(self, y, n_outputs):
+    def check_targets(self, y: Targets, n_outputs: int) -> None:
         if y.size and (np.min(y) < 0 or np.max(y) > 1):
             raise ValueError("binary targets must lie in [0, 1]")
         if y.ndim == 2 and y.shape[1] != n_outputs:
@@ -164,19 +169,19 @@ class MSE(Loss):
 
     name = "mse"
 
-    def value_and_grad(self, logits, y):
+    def value_and_grad(self, logits: FloatArray, y: Targets) -> tuple[float, FloatArray]:
         grad = logits - _column(y, logits)  # z - y
         loss = np.mean(grad * grad)  # mean[(z - y)²]
         grad *= grad.dtype.type(2.0 / grad.size)  # 2·(z - y) / (N·K)
         return float(loss), grad
 
-    def predict_proba(self, logits):
+    def predict_proba(self, logits: FloatArray) -> FloatArray:
         raise TypeError("predict_proba is not defined for regression")
 
-    def predict(self, logits):
+    def predict(self, logits: FloatArray) -> Targets:
         return logits[:, 0] if logits.shape[1] == 1 else logits
 
-    def check_targets(self, y, n_outputs):
+    def check_targets(self, y: Targets, n_outputs: int) -> None:
         width = 1 if y.ndim == 1 else y.shape[1]
         if width != n_outputs:
             raise ValueError(f"targets have {width} columns, the network {n_outputs} outputs")

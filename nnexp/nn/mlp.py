@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
+from numpy.typing import DTypeLike
 
 from nnexp.nn.activations import make_activation
 from nnexp.nn.flat import pack
@@ -20,11 +22,11 @@ def mlp(
     *,
     activation: str = "relu",
     init: str = "he_normal",
-    init_kwargs: dict | None = None,
-    activation_kwargs: dict | None = None,
+    init_kwargs: dict[str, float] | None = None,
+    activation_kwargs: dict[str, Any] | None = None,
     dropout: float = 0.0,
     batch_norm: bool = False,
-    dtype=np.float32,
+    dtype: DTypeLike = np.float32,
     seed: int = 0,
 ) -> Sequential:
     """Dense → [BatchNorm1d] → activation → [Dropout] per hidden layer, then a Dense output

@@ -7,8 +7,15 @@ the gradients of its parameters (overwriting, never accumulating) and returns dL
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from typing import TypeAlias
 
 import numpy as np
+from numpy.typing import NDArray
+
+# What flows through the network: float32 or float64 arrays (`dtype` is a setting), and the
+# targets a loss compares them with: integer class labels, or floats (one-hot, 0/1, values).
+FloatArray: TypeAlias = NDArray[np.floating]
+Targets: TypeAlias = NDArray[np.integer] | NDArray[np.floating]
 
 
 class Parameter:
@@ -17,7 +24,7 @@ class Parameter:
     __slots__ = ("decay", "grad", "name", "value")
 
     def __init__(
-        self, name: str, value: np.ndarray, decay: bool = False, grad: np.ndarray | None = None
+        self, name: str, value: FloatArray, decay: bool = False, grad: FloatArray | None = None
     ) -> None:
         self.name = name
         self.value = value
@@ -37,17 +44,17 @@ class Module:
     def __init__(self) -> None:
         self.name = self.kind
 
-    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+    def forward(self, x: FloatArray, training: bool = False) -> FloatArray:
         raise NotImplementedError
 
-    def backward(self, dy: np.ndarray, need_dx: bool = True) -> np.ndarray | None:
+    def backward(self, dy: FloatArray, need_dx: bool = True) -> FloatArray | None:
         """Write parameter grads and return dL/dx (``None`` allowed when ``need_dx`` is false)."""
         raise NotImplementedError
 
     def parameters(self) -> Iterator[Parameter]:
         return iter(())
 
-    def buffers(self) -> dict[str, np.ndarray]:
+    def buffers(self) -> dict[str, FloatArray]:
         """Non-trainable state saved in checkpoints (e.g. BatchNorm running statistics)."""
         return {}
 
@@ -57,7 +64,7 @@ class Module:
         for p in self.parameters():
             p.name = f"{name}/{p.name.rsplit('/', 1)[-1]}"
 
-    def __call__(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+    def __call__(self, x: FloatArray, training: bool = False) -> FloatArray:
         return self.forward(x, training)
 
 
@@ -75,23 +82,25 @@ class Sequential(Module):
             counts[m.kind] = index + 1
             m._rename(f"{m.kind}_{index}")
 
-    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+    def forward(self, x: FloatArray, training: bool = False) -> FloatArray:
         for m in self.modules:
             x = m.forward(x, training)
         return x
 
-    def backward(self, dy: np.ndarray, need_dx: bool = True) -> np.ndarray | None:
+    def backward(self, dy: FloatArray, need_dx: bool = True) -> FloatArray | None:
         last = len(self.modules) - 1
+        grad: FloatArray | None = dy
         for i in range(last, -1, -1):
+            assert grad is not None  # only the first layer may return None (need_dx false)
             # The first layer's input gradient is wasted work in training: skip it on request.
-            dy = self.modules[i].backward(dy, need_dx=need_dx or i > 0)
-        return dy
+            grad = self.modules[i].backward(grad, need_dx=need_dx or i > 0)
+        return grad
 
     def parameters(self) -> Iterator[Parameter]:
         for m in self.modules:
             yield from m.parameters()
 
-    def buffers(self) -> dict[str, np.ndarray]:
+    def buffers(self) -> dict[str, FloatArray]:
         return {f"{m.name}/{k}": v for m in self.modules for k, v in m.buffers().items()}
 
     def __getitem__(self, index: int) -> Module:

@@ -22,15 +22,19 @@ tests/test_fast_path.py::test_packed_training_is_bit_for_bit_the_per_parameter_o
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import numpy as np
+from numpy.typing import NDArray
 
 from nnexp.nn.flat import slot_arrays
-from nnexp.nn.module import Parameter
+from nnexp.nn.module import FloatArray, Parameter
 from nnexp.nn.registry import Registry
 
 OPTIMIZERS: Registry[type[Optimizer]] = Registry("optimizer")
+# A flat state_dict: the slots (float arrays), the step count t (int64) and lr (float64).
+StateDict = dict[str, NDArray[np.number]]
+CastFloat = Callable[[float], np.floating]  # a Python float to the parameters' dtype
 CHUNK = 1 << 16  # elements per update call: 5 arrays of 256 KiB (float32) for Adam
 
 
@@ -54,18 +58,20 @@ class Optimizer:
         for p, state, scratch in self._groups:
             self.update(p, state, scratch, p.value.dtype.type)
 
-    def update(self, p: Parameter, state: dict, scratch: np.ndarray, f) -> None:
+    def update(
+        self, p: Parameter, state: dict[str, FloatArray], scratch: FloatArray, f: CastFloat
+    ) -> None:
         """Update `p.value` in place; `f` casts Python floats to the parameter's dtype."""
         raise NotImplementedError
 
-    def state_dict(self) -> dict[str, np.ndarray]:
-        flat = {"t": np.asarray(self.t, dtype=np.int64), "lr": np.asarray(self.lr)}
+    def state_dict(self) -> StateDict:
+        flat: StateDict = {"t": np.asarray(self.t, dtype=np.int64), "lr": np.asarray(self.lr)}
         for name, slots in self.state.items():
             for slot, value in slots.items():
                 flat[f"{name}/{slot}"] = value
         return flat
 
-    def load_state_dict(self, flat: dict[str, np.ndarray]) -> None:
+    def load_state_dict(self, flat: StateDict) -> None:
         expected = {"t", "lr"} | {f"{n}/{s}" for n, slots in self.state.items() for s in slots}
         if set(flat) != expected:
             missing, extra = sorted(expected - set(flat)), sorted(set(flat) - expected)
@@ -96,7 +102,9 @@ class SGD(Optimizer):
     tests/test_exact_nn.py::test_sgd_with_momentum_and_nesterov_step_by_step.
     """
 
-    def __init__(self, params, lr: float, momentum: float = 0.0, nesterov: bool = False) -> None:
+    def __init__(
+        self, params: Iterable[Parameter], lr: float, momentum: float = 0.0, nesterov: bool = False
+    ) -> None:
         if not 0.0 <= momentum < 1.0:
             raise ValueError(f"momentum must be in [0, 1), got {momentum}")
         if nesterov and momentum == 0.0:
@@ -105,7 +113,9 @@ class SGD(Optimizer):
         super().__init__(params, lr)
         self.momentum, self.nesterov = momentum, nesterov
 
-    def update(self, p, state, scratch, f):
+    def update(
+        self, p: Parameter, state: dict[str, FloatArray], scratch: FloatArray, f: CastFloat
+    ) -> None:
         g = p.grad
         if self.momentum:
             v = state["velocity"]
@@ -133,11 +143,15 @@ class RMSprop(Optimizer):
 
     slots = ("square_avg",)
 
-    def __init__(self, params, lr: float, rho: float = 0.9, eps: float = 1e-8) -> None:
+    def __init__(
+        self, params: Iterable[Parameter], lr: float, rho: float = 0.9, eps: float = 1e-8
+    ) -> None:
         super().__init__(params, lr)
         self.rho, self.eps = rho, eps
 
-    def update(self, p, state, scratch, f):
+    def update(
+        self, p: Parameter, state: dict[str, FloatArray], scratch: FloatArray, f: CastFloat
+    ) -> None:
         g, s = p.grad, state["square_avg"]
         s *= f(self.rho)
         np.multiply(g, g, out=scratch)
@@ -171,7 +185,12 @@ class Adam(Optimizer):
     slots = ("m", "v")
 
     def __init__(
-        self, params, lr: float, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8
+        self,
+        params: Iterable[Parameter],
+        lr: float,
+        beta1: float = 0.9,
+        beta2: float = 0.999,
+        eps: float = 1e-8,
     ) -> None:
         for key, beta in (("beta1", beta1), ("beta2", beta2)):
             if not 0.0 <= beta < 1.0:
@@ -179,7 +198,9 @@ class Adam(Optimizer):
         super().__init__(params, lr)
         self.beta1, self.beta2, self.eps = beta1, beta2, eps
 
-    def update(self, p, state, scratch, f):
+    def update(
+        self, p: Parameter, state: dict[str, FloatArray], scratch: FloatArray, f: CastFloat
+    ) -> None:
         g, m, v = p.grad, state["m"], state["v"]
         b1, b2 = self.beta1, self.beta2
         m *= f(b1)
@@ -210,7 +231,9 @@ class AdamW(Adam):
     tests/test_exact_nn.py::test_adamw_decays_weights_only_and_not_without_weight_decay.
     """
 
-    def __init__(self, params, lr: float, weight_decay: float = 0.01, **adam) -> None:
+    def __init__(
+        self, params: Iterable[Parameter], lr: float, weight_decay: float = 0.01, **adam: float
+    ) -> None:
         super().__init__(params, lr, **adam)
         self.weight_decay = weight_decay
 

@@ -3,6 +3,7 @@ is looked up here, so an unknown name fails with the list of what is allowed."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
@@ -22,7 +23,7 @@ class Registry(dict[str, T], Generic[T]):
             allowed = ", ".join(sorted(self))
             raise ValueError(f"unknown {self.what} {name!r}; allowed: {allowed}") from None
 
-    def register(self, *names: str):
+    def register(self, *names: str) -> Callable[[T], T]:
         """Decorator: ``@REG.register("name", "alias")``."""
 
         def add(obj: T) -> T:

@@ -34,7 +34,7 @@ class Schedule:
 
 @SCHEDULES.register("constant")
 class Constant(Schedule):
-    def __call__(self, epoch):
+    def __call__(self, epoch: int) -> float:
         return self.base_lr
 
 
@@ -48,7 +48,7 @@ class StepDecay(Schedule):
             raise ValueError(f"step_size must be >= 1, got {step_size}")
         self.gamma, self.step_size = gamma, step_size
 
-    def __call__(self, epoch):
+    def __call__(self, epoch: int) -> float:
         return self.base_lr * self.gamma ** (epoch // self.step_size)
 
 
@@ -60,7 +60,7 @@ class Exponential(Schedule):
         super().__init__(lr)
         self.gamma = gamma
 
-    def __call__(self, epoch):
+    def __call__(self, epoch: int) -> float:
         return self.base_lr * self.gamma**epoch
 
 
@@ -74,7 +74,7 @@ class Cosine(Schedule):
             raise ValueError(f"cosine schedule needs total >= 1 epochs, got {total}")
         self.total, self.min_lr = total, min_lr
 
-    def __call__(self, epoch):
+    def __call__(self, epoch: int) -> float:
         progress = min(epoch / self.total, 1.0)
         return self.min_lr + (self.base_lr - self.min_lr) * 0.5 * (1 + math.cos(math.pi * progress))
 
@@ -87,7 +87,7 @@ class WarmupCosine(Cosine):
         super().__init__(lr, max(total - warmup, 1), min_lr)
         self.warmup = warmup
 
-    def __call__(self, epoch):
+    def __call__(self, epoch: int) -> float:
         if epoch < self.warmup:
             return self.base_lr * (epoch + 1) / self.warmup
         return super().__call__(epoch - self.warmup)
@@ -122,10 +122,10 @@ class ReduceOnPlateau(Schedule):
         )
         self.lr, self.best, self.bad_epochs = lr, math.inf, 0
 
-    def __call__(self, epoch):
+    def __call__(self, epoch: int) -> float:
         return self.lr
 
-    def observe(self, metric):
+    def observe(self, metric: float) -> None:
         metric = self.sign * metric
         if metric < self.best - self.min_delta:
             self.best, self.bad_epochs = metric, 0
@@ -135,9 +135,9 @@ class ReduceOnPlateau(Schedule):
             self.lr = max(self.lr * self.factor, self.min_lr)
             self.bad_epochs = 0
 
-    def state_dict(self):
+    def state_dict(self) -> dict[str, float]:
         return {"lr": self.lr, "best": self.best, "bad_epochs": self.bad_epochs}
 
-    def load_state_dict(self, state):
+    def load_state_dict(self, state: dict[str, float]) -> None:
         self.lr, self.best = float(state["lr"]), float(state["best"])
         self.bad_epochs = int(state["bad_epochs"])

@@ -15,7 +15,7 @@ import numpy as np
 
 from nnexp.nn.activations import Activation
 from nnexp.nn.gradients import global_norm, norm
-from nnexp.nn.module import Parameter
+from nnexp.nn.module import FloatArray, Parameter
 
 
 def grad_norm_keys(params: Sequence[Parameter]) -> list[str]:
@@ -51,7 +51,7 @@ def activation_keys(layer: Activation) -> list[str]:
     return keys
 
 
-def activation_values(layer: Activation, y: np.ndarray) -> list[float]:
+def activation_values(layer: Activation, y: FloatArray) -> list[float]:
     """Mean, std, [dead fraction], [saturated fraction] of a layer's output `y` (batch, units).
 
     Mean and std come from the column sums and one BLAS dot (E[y²] - E[y]², clamped at 0)
@@ -118,7 +118,9 @@ class StepStats:
         cache then, and after the backward pass and the update they are not (4x slower)."""
         values: list[float] = []
         for layer in self.activations:
-            values += activation_values(layer, layer.output)
+            y = layer.output
+            assert y is not None, f"{layer.name}: no training forward to sample"
+            values += activation_values(layer, y)
         self._row[self._activations_from :] = values
         self._activations_ready = True
 

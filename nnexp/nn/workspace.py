@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from nnexp.nn.module import FloatArray
+
 
 class Workspace:
     def __init__(self) -> None:
-        self._arrays: dict[tuple[int, ...], np.ndarray] = {}
+        self._arrays: dict[tuple[int, ...], FloatArray] = {}
 
-    def get(self, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    def get(self, shape: tuple[int, ...], dtype: np.dtype[np.floating]) -> FloatArray:
         array = self._arrays.get(shape)
         if array is None or array.dtype != dtype:
             array = self._arrays[shape] = np.empty(shape, dtype=dtype)
