@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from typing import Any
 
 
-def blas_pools() -> list[dict]:
+def blas_pools() -> list[dict[str, Any]]:
     """threadpoolctl's description of each BLAS library loaded in this process."""
     from threadpoolctl import threadpool_info
 

@@ -16,21 +16,25 @@ exactly.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeAlias
+
+import numpy as np
+from numpy.typing import NDArray
 
 if TYPE_CHECKING:
-    import numpy as np
-
     from nnexp.train.trainer import Trainer
+
+# Arrays by name, as a checkpoint holds them: weights, step counts, JSON text (any dtype).
+State: TypeAlias = dict[str, NDArray[np.generic]]
 
 
 class Callback:
     state_key: str | None = None  # set by callbacks with state to checkpoint
 
-    def state_dict(self) -> dict[str, np.ndarray]:
+    def state_dict(self) -> State:
         return {}
 
-    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+    def load_state_dict(self, state: State) -> None:
         pass
 
     def on_fit_start(self, trainer: Trainer) -> None:
@@ -56,19 +60,19 @@ class EveryNEpochs(Callback):
     def __init__(self, inner: Callback, n: int) -> None:
         self.inner, self.n = inner, n
 
-    def on_fit_start(self, trainer):
+    def on_fit_start(self, trainer: Trainer) -> None:
         self.inner.on_fit_start(trainer)
 
-    def on_batch_end(self, trainer, step, loss):
+    def on_batch_end(self, trainer: Trainer, step: int, loss: float) -> None:
         self.inner.on_batch_end(trainer, step, loss)
 
-    def on_epoch_end(self, trainer, epoch, metrics):
+    def on_epoch_end(self, trainer: Trainer, epoch: int, metrics: dict[str, float]) -> None:
         last = epoch >= trainer.settings.epochs or trainer.should_stop
         if epoch % self.n == 0 or last:
             self.inner.on_epoch_end(trainer, epoch, metrics)
 
-    def on_fit_end(self, trainer, metrics):
+    def on_fit_end(self, trainer: Trainer, metrics: dict[str, float]) -> None:
         self.inner.on_fit_end(trainer, metrics)
 
-    def on_exception(self, trainer, exc):
+    def on_exception(self, trainer: Trainer, exc: BaseException) -> None:
         self.inner.on_exception(trainer, exc)

@@ -5,10 +5,11 @@ returned to a sweeper describe the model the run ends with."""
 from __future__ import annotations
 
 import numpy as np
+from numpy.typing import NDArray
 
 from nnexp.objective import VAL_LOSS, Objective
-from nnexp.train.callbacks import Callback
-from nnexp.train.trainer import RESULTS
+from nnexp.train.callbacks import Callback, State
+from nnexp.train.trainer import RESULTS, Trainer
 
 
 class EarlyStopping(Callback):
@@ -24,18 +25,19 @@ class EarlyStopping(Callback):
         self.patience, self.min_delta = patience, min_delta
         self.restore_best, self.objective = restore_best, objective
         self.best, self.best_epoch, self.bad_epochs = objective.worst, 0, 0
-        self._best_values: list[np.ndarray] | None = None
-        self._best_buffers: dict[str, np.ndarray] = {}
+        # The weights and buffers of the best epoch (a checkpoint's arrays after a resume).
+        self._best_values: list[NDArray[np.generic]] | None = None
+        self._best_buffers: dict[str, NDArray[np.generic]] = {}
         self._best_metrics: dict[str, float] = {}
 
-    def on_fit_start(self, trainer):
+    def on_fit_start(self, trainer: Trainer) -> None:
         # Resumed from the checkpoint of a run that had already ended (and restored): report
         # the restored epoch, as the uninterrupted run did.
         ended = trainer.should_stop or trainer.epoch >= trainer.settings.epochs
         if ended and self.restore_best and self._best_metrics:
             trainer.restored = (self.best_epoch, dict(self._best_metrics))
 
-    def on_epoch_end(self, trainer, epoch, metrics):
+    def on_epoch_end(self, trainer: Trainer, epoch: int, metrics: dict[str, float]) -> None:
         value = metrics[self.objective.key]
         if self.objective.improves(value, self.best, self.min_delta):
             self.best, self.best_epoch, self.bad_epochs = value, epoch, 0
@@ -63,8 +65,8 @@ class EarlyStopping(Callback):
             trainer.restored = (self.best_epoch, dict(self._best_metrics))
 
     # The best weights are part of the state: a resumed run must restore the same ones.
-    def state_dict(self):
-        state = {
+    def state_dict(self) -> State:
+        state: State = {
             "best": np.asarray(self.best, dtype=np.float64),
             "best_epoch": np.asarray(self.best_epoch),
             "bad_epochs": np.asarray(self.bad_epochs),
@@ -78,7 +80,7 @@ class EarlyStopping(Callback):
             }
         return state
 
-    def load_state_dict(self, state):
+    def load_state_dict(self, state: State) -> None:
         self.best = float(state["best"])
         self.best_epoch, self.bad_epochs = int(state["best_epoch"]), int(state["bad_epochs"])
         values = sorted((int(k.split("/")[1]), v) for k, v in state.items() if k[:6] == "value/")

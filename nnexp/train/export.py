@@ -10,8 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 
 from nnexp.nn import LOSSES, Sequential, mlp
+from nnexp.nn.module import FloatArray, Targets
 
 
 def save_bundle(
@@ -22,23 +24,26 @@ def save_bundle(
     loss: str,
     task: str,
     classes: list[str] | None = None,
-    x_mean: np.ndarray | None = None,
-    x_scale: np.ndarray | None = None,
-    y_mean: np.ndarray | float | None = None,
-    y_scale: np.ndarray | float | None = None,
+    x_mean: FloatArray | None = None,
+    x_scale: FloatArray | None = None,
+    y_mean: FloatArray | float | None = None,
+    y_scale: FloatArray | float | None = None,
 ) -> Path:
     """Write ``spec.json`` and ``weights.npz`` into `directory` (created); return it."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    arrays = {f"param/{p.name}": p.value for p in model.parameters()}
+    arrays: dict[str, NDArray[np.floating]] = {
+        f"param/{p.name}": p.value for p in model.parameters()
+    }
     arrays |= {f"buffer/{k}": v for k, v in model.buffers().items()}
     for key, value in (("x_mean", x_mean), ("x_scale", x_scale)):
         if value is not None:
             arrays[key] = np.asarray(value)
-    for key, value in (("y_mean", y_mean), ("y_scale", y_scale)):
-        if value is not None:
-            arrays[key] = np.asarray(value, dtype=np.float64)
-    np.savez(directory / "weights.npz", **arrays)
+    for key, target in (("y_mean", y_mean), ("y_scale", y_scale)):
+        if target is not None:
+            arrays[key] = np.asarray(target, dtype=np.float64)
+    # mypy matches **arrays against savez's allow_pickle: bool too; every value is an array.
+    np.savez(directory / "weights.npz", **arrays)  # type: ignore[arg-type]
     spec = {"format": 1, "mlp": mlp_kwargs, "loss": loss, "task": task, "classes": classes}
     (directory / "spec.json").write_text(json.dumps(spec, indent=2))
     return directory
@@ -69,21 +74,21 @@ class Predictor:
     def n_features(self) -> int:
         return int(self.spec["mlp"]["in_features"])
 
-    def logits(self, X: np.ndarray) -> np.ndarray:
-        X = np.asarray(X, dtype=self.dtype)
-        if X.ndim == 1:
-            X = X[None, :]
-        if X.ndim != 2 or X.shape[1] != self.n_features:
-            raise ValueError(f"expected inputs of shape (n, {self.n_features}), got {X.shape}")
+    def logits(self, X: ArrayLike) -> FloatArray:
+        inputs: FloatArray = np.asarray(X, dtype=self.dtype)
+        if inputs.ndim == 1:
+            inputs = inputs[None, :]
+        if inputs.ndim != 2 or inputs.shape[1] != self.n_features:
+            raise ValueError(f"expected inputs of shape (n, {self.n_features}), got {inputs.shape}")
         if self.x_mean is not None:
-            X = (X - self.x_mean) / self.x_scale
-        return self.model.forward(X, training=False)
+            inputs = (inputs - self.x_mean) / self.x_scale
+        return self.model.forward(inputs, training=False)
 
-    def predict(self, X: np.ndarray) -> np.ndarray:
+    def predict(self, X: ArrayLike) -> Targets:
         out = self.loss.predict(self.logits(X))
         if self.task == "regression" and self.y_scale is not None:
             out = out * self.y_scale + self.y_mean
         return out
 
-    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+    def predict_proba(self, X: ArrayLike) -> FloatArray:
         return self.loss.predict_proba(self.logits(X))

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Never
+
 from nnexp.train.callbacks import Callback
+
+if TYPE_CHECKING:
+    from tqdm import tqdm
+
+    from nnexp.train.trainer import Trainer
 
 
 class ProgressBar(Callback):
     def __init__(self, enabled: bool = True) -> None:
         self.enabled = enabled
-        self._bar = None
+        self._bar: tqdm[Never] | None = None  # a manual bar (update), over no iterable
 
-    def on_fit_start(self, trainer):
+    def on_fit_start(self, trainer: Trainer) -> None:
         if self.enabled:
             from tqdm import tqdm
 
@@ -18,7 +25,7 @@ class ProgressBar(Callback):
                 total=trainer.settings.epochs, initial=trainer.epoch, unit="epoch", leave=True
             )
 
-    def on_epoch_end(self, trainer, epoch, metrics):
+    def on_epoch_end(self, trainer: Trainer, epoch: int, metrics: dict[str, float]) -> None:
         if self._bar is None:
             return
         shown = {"loss": "train/loss", "val_loss": "val/loss", "val_acc": "val/acc"}
@@ -28,13 +35,13 @@ class ProgressBar(Callback):
         )
         self._bar.update(1)
 
-    def on_fit_end(self, trainer, metrics):
+    def on_fit_end(self, trainer: Trainer, metrics: dict[str, float]) -> None:
         self._close()
 
-    def on_exception(self, trainer, exc):
+    def on_exception(self, trainer: Trainer, exc: BaseException) -> None:
         self._close()
 
-    def _close(self):
+    def _close(self) -> None:
         if self._bar is not None:
             self._bar.close()
             self._bar = None
