@@ -33,8 +33,8 @@ class Dense(Module):
         self.W = Parameter("W", initialize(init, shape, rng, dtype, **(init_kwargs or {})), True)
         self.b = Parameter("b", np.zeros(out_features, dtype=dtype))
         self._x: FloatArray | None = None
-        self._out = Workspace()
-        self._dx = Workspace()
+        self._out: Workspace[np.floating] = Workspace()
+        self._dx: Workspace[np.floating] = Workspace()
 
     def forward(self, x: FloatArray, training: bool = False) -> FloatArray:
         W = self.W.value

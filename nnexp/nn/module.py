@@ -15,7 +15,7 @@ from numpy.typing import NDArray
 # What flows through the network: float32 or float64 arrays (`dtype` is a setting), and the
 # targets a loss compares them with: integer class labels, or floats (one-hot, 0/1, values).
 FloatArray: TypeAlias = NDArray[np.floating]
-Targets: TypeAlias = NDArray[np.integer] | NDArray[np.floating]
+Targets: TypeAlias = NDArray[np.integer | np.floating]
 
 
 class Parameter:

@@ -6,16 +6,19 @@ returns fresh arrays, because a caller may keep them (predictions, validation lo
 
 from __future__ import annotations
 
+from typing import Generic, TypeVar
+
 import numpy as np
+from numpy.typing import NDArray
 
-from nnexp.nn.module import FloatArray
+S = TypeVar("S", bound=np.generic)  # the arrays' scalar type: floats, or integer labels
 
 
-class Workspace:
+class Workspace(Generic[S]):
     def __init__(self) -> None:
-        self._arrays: dict[tuple[int, ...], FloatArray] = {}
+        self._arrays: dict[tuple[int, ...], NDArray[S]] = {}
 
-    def get(self, shape: tuple[int, ...], dtype: np.dtype[np.floating]) -> FloatArray:
+    def get(self, shape: tuple[int, ...], dtype: np.dtype[S]) -> NDArray[S]:
         array = self._arrays.get(shape)
         if array is None or array.dtype != dtype:
             array = self._arrays[shape] = np.empty(shape, dtype=dtype)

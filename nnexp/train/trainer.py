@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import numpy as np
+from numpy.typing import NDArray
 
 from nnexp.names import STATISTICS
 from nnexp.nn import (
@@ -35,6 +36,7 @@ from nnexp.nn import (
     grad_norms,
     param_norms,
 )
+from nnexp.nn.module import FloatArray, Targets
 from nnexp.nn.workspace import Workspace
 from nnexp.train.callbacks import Callback
 from nnexp.train.divergence import DivergenceGuard, NonFiniteError
@@ -42,20 +44,21 @@ from nnexp.train.divergence import DivergenceGuard, NonFiniteError
 STATS = STATISTICS  # nnexp.names
 RESULTS = ("train", "val", "test")  # the metric families that describe the model's quality
 T = TypeVar("T")
+S = TypeVar("S", bound=np.generic)
 EVAL_CHUNK = 8192  # rows per forward pass at evaluation: bounds memory on large sets
 
 
 @dataclass
 class Data:
-    X_train: np.ndarray
-    y_train: np.ndarray
-    X_val: np.ndarray
-    y_val: np.ndarray
-    X_test: np.ndarray
-    y_test: np.ndarray
+    X_train: FloatArray
+    y_train: Targets
+    X_val: FloatArray
+    y_val: Targets
+    X_test: FloatArray
+    y_test: Targets
     classification: bool
     # Regression targets are trained standardized; RMSE is reported in the original units.
-    y_scale: float | np.ndarray = 1.0
+    y_scale: float | FloatArray = 1.0
 
 
 @dataclass
@@ -99,12 +102,14 @@ class Trainer:
         # (early stopping's restore_best): the run then reports that epoch, not the last one.
         self.restored: tuple[int, dict[str, float]] | None = None
         # Under nan_policy=stop: the state as the epoch began, and the optimizer's step count.
-        self._good: list[np.ndarray] | None = None
+        self._good: list[FloatArray] | None = None
         self._good_t = 0
         # A batch of one cannot be batch-normalized: fold such a remainder into the last batch.
         self._min_batch = 2 if any(isinstance(m, BatchNorm1d) for m in model.modules) else 1
         self.guard = DivergenceGuard(model, self.params, schedule, RESULTS)
-        self._xb, self._yb = Workspace(), Workspace()  # the current batch
+        # The current batch.
+        self._xb: Workspace[np.floating] = Workspace()
+        self._yb: Workspace[np.integer | np.floating] = Workspace()
 
     @property
     def stats_seconds(self) -> float:
@@ -181,6 +186,7 @@ class Trainer:
                 guard.check_weights(step, weight_norms)  # covers the gradients too
                 self.global_step = step
                 if sample:
+                    assert norms is not None  # _clip computes them on every sampled step
                     stats.sample(norms, lr, weight_norms)
                 totals.add(loss, logits, yb)
                 for cb in listeners:
@@ -188,8 +194,8 @@ class Trainer:
         return totals.metrics(lr) | stats.summary()
 
     def _step(
-        self, xb: np.ndarray, yb: np.ndarray, step: int, sample: bool
-    ) -> tuple[float, np.ndarray, list[float] | None]:
+        self, xb: FloatArray, yb: Targets, step: int, sample: bool
+    ) -> tuple[float, FloatArray, list[float] | None]:
         """One step of gradient descent — forward, loss, backward, L2, clipping, update — with
         the checks that must come before the update. Returns the loss, the logits and the
         gradient norms before clipping (if computed: sampled steps and clipping by norm)."""
@@ -221,7 +227,7 @@ class Trainer:
             clip_by_global_norm(params, s.clip_norm, norms)
         return norms
 
-    def _batches(self) -> list[np.ndarray]:
+    def _batches(self) -> list[NDArray[np.intp]]:
         """The epoch's batches: row indices, shuffled, in slices of ``batch_size``. A batch of
         one cannot be batch-normalized: such a remainder is folded into the last batch."""
         n, size = len(self.data.X_train), self.settings.batch_size
@@ -260,14 +266,14 @@ class Trainer:
                 np.copyto(target, good)
             self.optimizer.t = self._good_t
 
-    def _state_arrays(self) -> list[np.ndarray]:
+    def _state_arrays(self) -> list[FloatArray]:
         """Everything a step changes: weights, buffers and the optimizer's state arrays."""
         slots = [a for state in self.optimizer.state.values() for a in state.values()]
         return [p.value for p in self.params] + list(self.model.buffers().values()) + slots
 
     # --- evaluation -------------------------------------------------------------------------
 
-    def predict_logits(self, X: np.ndarray) -> np.ndarray:
+    def predict_logits(self, X: FloatArray) -> FloatArray:
         parts = [
             self.model.forward(X[i : i + EVAL_CHUNK], training=False)
             for i in range(0, len(X), EVAL_CHUNK)
@@ -289,7 +295,7 @@ class Trainer:
             out[f"{split}/rmse"] = float(np.sqrt(np.mean(residual * residual)))
         return out
 
-    def _emit(self, event: str, *args) -> None:
+    def _emit(self, event: str, *args: object) -> None:
         for cb in self.callbacks:
             getattr(cb, event)(self, *args)
 
@@ -308,7 +314,7 @@ class _Totals:
         self.loss, self.classification = loss, classification
         self.rows, self.loss_sum, self.correct = 0, 0.0, 0
 
-    def add(self, loss: float, logits: np.ndarray, y: np.ndarray) -> None:
+    def add(self, loss: float, logits: FloatArray, y: Targets) -> None:
         self.rows += len(y)
         self.loss_sum += loss * len(y)
         if self.classification:
@@ -342,6 +348,7 @@ class Statistics:
 
     def activations_now(self) -> None:
         """The activations' statistics: right after the forward pass, while they are cached."""
+        assert self.current is not None  # begin_epoch comes first
         self._timed(self.current.sample_activations)
 
     def grad_norms(self, counted: bool = True) -> list[float]:
@@ -354,6 +361,7 @@ class Statistics:
     def sample(
         self, norms: Sequence[float], lr: float, weight_norms: Sequence[float] | None
     ) -> None:
+        assert self.current is not None  # begin_epoch comes first
         self._timed(self.current.sample, norms, lr, weight_norms)
 
     def summary(self) -> dict[str, float]:
@@ -371,7 +379,7 @@ def _overrides(callback: Callback, event: str) -> bool:
     return getattr(type(callback), event) is not getattr(Callback, event)
 
 
-def _gather(array: np.ndarray, idx: np.ndarray, workspace: Workspace) -> np.ndarray:
+def _gather(array: NDArray[S], idx: NDArray[np.intp], workspace: Workspace[S]) -> NDArray[S]:
     """Rows `idx` of `array`, into a buffer reused from step to step."""
     out = workspace.get(idx.shape + array.shape[1:], array.dtype)
     # mode="clip": the indices come from a permutation, so none is out of range; the default
