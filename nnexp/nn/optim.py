@@ -22,7 +22,7 @@ tests/test_fast_path.py::test_packed_training_is_bit_for_bit_the_per_parameter_o
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 
 import numpy as np
 from numpy.typing import NDArray
@@ -71,7 +71,8 @@ class Optimizer:
                 flat[f"{name}/{slot}"] = value
         return flat
 
-    def load_state_dict(self, flat: StateDict) -> None:
+    def load_state_dict(self, flat: Mapping[str, NDArray[np.generic]]) -> None:
+        """Restore `state_dict`'s arrays, as a checkpoint gives them back (slots are checked)."""
         expected = {"t", "lr"} | {f"{n}/{s}" for n, slots in self.state.items() for s in slots}
         if set(flat) != expected:
             missing, extra = sorted(expected - set(flat)), sorted(set(flat) - expected)

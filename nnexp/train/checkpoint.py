@@ -22,9 +22,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+from numpy.typing import NDArray
 
 from nnexp.names import HISTORY_FILE
 from nnexp.nn import Dropout
+from nnexp.nn.module import FloatArray
+from nnexp.train.callbacks import State
 
 if TYPE_CHECKING:
     from nnexp.train.trainer import Trainer
@@ -37,12 +40,12 @@ class CheckpointError(ValueError):
     """A checkpoint that cannot be used; the message names the file and the reason."""
 
 
-def _json(obj) -> np.ndarray:
+def _json(obj: object) -> NDArray[np.str_]:
     return np.array(json.dumps(obj))  # a unicode array: loads with allow_pickle=False
 
 
-def trainer_state(trainer: Trainer) -> dict[str, np.ndarray]:
-    state = {"format": np.asarray(FORMAT)}
+def trainer_state(trainer: Trainer) -> State:
+    state: State = {"format": np.asarray(FORMAT)}
     state |= {f"param/{p.name}": p.value for p in trainer.params}
     state |= {f"buffer/{k}": v for k, v in trainer.model.buffers().items()}
     state |= {f"optim/{k}": v for k, v in trainer.optimizer.state_dict().items()}
@@ -60,7 +63,7 @@ def trainer_state(trainer: Trainer) -> dict[str, np.ndarray]:
     return state
 
 
-def save_checkpoint(path: str | Path, state: dict[str, np.ndarray]) -> Path:
+def save_checkpoint(path: str | Path, state: State) -> Path:
     """Write to a temporary file in the same directory, then rename: a crash mid-write never
     leaves a truncated checkpoint under the real name."""
     path = Path(path)
@@ -68,7 +71,8 @@ def save_checkpoint(path: str | Path, state: dict[str, np.ndarray]) -> Path:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
-            np.savez(f, **state)
+            # mypy matches **state against savez's allow_pickle: bool too; all are arrays.
+            np.savez(f, **state)  # type: ignore[arg-type]
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -88,7 +92,7 @@ def _fsync_dir(directory: Path) -> None:
             os.close(fd)
 
 
-def load_checkpoint(path: str | Path) -> dict[str, np.ndarray]:
+def load_checkpoint(path: str | Path) -> State:
     """Every array of the checkpoint at `path`, read with ``allow_pickle=False`` and checked to
     be a complete nnexp checkpoint; `CheckpointError` otherwise."""
     path = Path(path)
@@ -114,7 +118,7 @@ def load_checkpoint(path: str | Path) -> dict[str, np.ndarray]:
     return state
 
 
-def _check_structure(path: Path, state: dict[str, np.ndarray]) -> None:
+def _check_structure(path: Path, state: State) -> None:
     missing = [k for k in REQUIRED if k not in state]
     if missing or not any(k.startswith("param/") for k in state):
         raise CheckpointError(
@@ -137,7 +141,7 @@ def _check_structure(path: Path, state: dict[str, np.ndarray]) -> None:
                 raise CheckpointError(f"checkpoint {path}: {key} is not valid JSON") from None
 
 
-def restore(trainer: Trainer, state: dict[str, np.ndarray], source: str = "checkpoint") -> None:
+def restore(trainer: Trainer, state: State, source: str = "checkpoint") -> None:
     """Load `state` into the trainer. Every mismatch of names, shapes, dtypes or optimizer is
     found before anything is changed, and reported naming `source`."""
     targets = _check_compatible(trainer, state, source)
@@ -163,9 +167,7 @@ def restore(trainer: Trainer, state: dict[str, np.ndarray], source: str = "check
             cb.load_state_dict(own)
 
 
-def _check_compatible(
-    trainer: Trainer, state: dict[str, np.ndarray], source: str
-) -> dict[str, np.ndarray]:
+def _check_compatible(trainer: Trainer, state: State, source: str) -> dict[str, FloatArray]:
     """The trainer's arrays that `state` fills (weights, buffers), once the checkpoint's
     architecture, dtype and optimizer state are known to fit; the optimizer's state is
     validated (and then loaded) by the optimizer itself."""

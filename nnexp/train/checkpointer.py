@@ -6,15 +6,19 @@ from __future__ import annotations
 import math
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from nnexp.names import BEST_CHECKPOINT, LAST_CHECKPOINT, epoch_checkpoint
 from nnexp.objective import VAL_LOSS, Objective
 from nnexp.timing import phase
-from nnexp.train.callbacks import Callback
+from nnexp.train.callbacks import Callback, State
 from nnexp.train.checkpoint import append_history, save_checkpoint, trainer_state
 from nnexp.train.run_lock import lock, unlock
+
+if TYPE_CHECKING:
+    from nnexp.train.trainer import Trainer
 
 
 class Checkpointer(Callback):
@@ -41,29 +45,29 @@ class Checkpointer(Callback):
         self.directory, self.every, self.objective = Path(directory), every, objective
         self.save_every_s = save_every_s
         self.best = objective.worst
-        self._pending: dict[str, dict[str, np.ndarray]] = {}  # file name -> state to write
+        self._pending: dict[str, State] = {}  # file name -> state to write
         self._written = -math.inf  # monotonic time of the last write
 
-    def on_fit_start(self, trainer):
+    def on_fit_start(self, trainer: Trainer) -> None:
         lock(self.directory)
         self._written = -math.inf  # the first epoch is always written
 
-    def on_fit_end(self, trainer, metrics):
+    def on_fit_end(self, trainer: Trainer, metrics: dict[str, float]) -> None:
         with phase("checkpoints"):
             self._write_pending()
         unlock(self.directory)
 
-    def on_exception(self, trainer, exc):
+    def on_exception(self, trainer: Trainer, exc: BaseException) -> None:
         try:
             self._write_pending()  # the last completed epoch: what a resume starts from
         finally:
             unlock(self.directory)
 
-    def on_epoch_end(self, trainer, epoch, metrics):
+    def on_epoch_end(self, trainer: Trainer, epoch: int, metrics: dict[str, float]) -> None:
         with phase("checkpoints"):
             self._save(trainer, epoch, metrics)
 
-    def _save(self, trainer, epoch, metrics):
+    def _save(self, trainer: Trainer, epoch: int, metrics: dict[str, float]) -> None:
         append_history(self.directory, epoch, metrics)
         value = metrics.get(self.objective.key, math.nan)
         improved = self.objective.improves(value, self.best)
@@ -87,8 +91,8 @@ class Checkpointer(Callback):
         self._pending.clear()
         self._written = time.monotonic()
 
-    def state_dict(self):
+    def state_dict(self) -> State:
         return {"best": np.asarray(self.best, dtype=np.float64)}
 
-    def load_state_dict(self, state):
+    def load_state_dict(self, state: State) -> None:
         self.best = float(state["best"])
