@@ -246,7 +246,7 @@ class DivergenceGuard:
                 f"the starting weights amplify a signal {factor} through the network "
                 f"({worst}: std·√fan_in = {worst_gain:.3g}; He and Xavier keep it near 1)"
             )
-        elif cause == CAUSE_INPUT:
+        elif cause == CAUSE_INPUT and inputs is not None:  # (likely_cause needs a batch)
             with np.errstate(all="ignore"):
                 top = float(np.nanmax(np.abs(inputs)))
             evidence = f"the batch holds values up to {top:.3g} (standardized ones stay within ~10)"
