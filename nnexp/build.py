@@ -9,7 +9,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +19,9 @@ import nnexp
 from nnexp import train
 from nnexp.config import Config, ConfigError
 from nnexp.data import Splits, prepare
-from nnexp.names import TAG_RESUME_KEY
+from nnexp.names import TAG_DOCTOR_FINDINGS, TAG_N_CLASSES, TAG_RESUME_KEY
 from nnexp.nn import LOSSES, OPTIMIZERS, SCHEDULES, Loss, Optimizer, Schedule, Sequential, mlp
-from nnexp.train import Callback, Data, TrainSettings
+from nnexp.train import Callback, TrainSettings
 from nnexp.train.blas import blas_tags
 from nnexp.train.callbacks import EveryNEpochs
 
@@ -36,8 +36,8 @@ LOSS_TASKS = {
 
 @dataclass
 class Built:
-    splits: Splits
-    data: Data
+    splits: Splits  # as prepared: the targets in their own units
+    data: Splits  # what the trainer trains on: regression targets standardized
     model: Sequential
     mlp_kwargs: dict[str, Any]
     loss: Loss
@@ -128,10 +128,9 @@ def build(cfg: Config) -> Built:
     check_objective(cfg, splits.task)
     loss_name = choose_loss(cfg, splits.task)
     loss = LOSSES.lookup(loss_name)()
-    classification = splits.task != "regression"
     y_mean = y_scale = None
     ys = [splits.y_train, splits.y_val, splits.y_test]
-    if not classification:
+    if not splits.classification:
         # Regression targets train standardized (a target in the hundreds makes the first MSE
         # gradients explode); the Predictor and the reported RMSE undo it.
         y_mean = splits.y_train.mean(axis=0)
@@ -141,14 +140,11 @@ def build(cfg: Config) -> Built:
     kwargs = mlp_kwargs(cfg, splits.n_features, n_outputs(loss_name, splits))
     model = mlp(**kwargs)
     loss.check_targets(ys[0], kwargs["out_features"])
-    data = Data(
-        splits.X_train,
-        ys[0],
-        splits.X_val,
-        ys[1],
-        splits.X_test,
-        ys[2],
-        classification=classification,
+    data = replace(
+        splits,
+        y_train=ys[0],
+        y_val=ys[1],
+        y_test=ys[2],
         y_scale=1.0 if y_scale is None else y_scale,
     )
     optimizer = build_optimizer(cfg, model)
@@ -215,10 +211,13 @@ def build_trainer(cfg: Config, built: Built, job: Job) -> train.Trainer:
         )
     )
     callbacks.append(train.ProgressBar(_progress(t.progress)))
+    tracker = None
     if cfg.tracking.enabled:
-        callbacks.append(EveryNEpochs(build_tracker(cfg, built, job), t.log_every))
+        tracker = build_tracker(cfg, built, job)
+        callbacks.append(EveryNEpochs(tracker, t.log_every))
     else:
         bundle_writer(built)(job.run_dir / "model")
+    callbacks.append(doctor_verdict(built, job, tracker))
     callbacks += [make() for make in job.process_callbacks]
     return train.Trainer(
         built.model,
@@ -229,6 +228,19 @@ def build_trainer(cfg: Config, built: Built, job: Job) -> train.Trainer:
         train_settings(cfg),
         callbacks,
     )
+
+
+def doctor_verdict(built: Built, job: Job, tracker: Any = None) -> Callback:
+    """The doctor's one-line verdict as the run ends, after the tracker has ended the run:
+    the findings' codes then go to its ``doctor.findings`` tag."""
+    from nnexp.train.diagnosis import DoctorVerdict, findings_tag
+
+    def tag(findings: list) -> None:
+        if tracker is not None and tracker.run_id is not None:
+            tracker.client.set_tag(tracker.run_id, TAG_DOCTOR_FINDINGS, findings_tag(findings))
+
+    s = built.splits
+    return DoctorVerdict(flatten(job.resolved), s.task, s.n_classes, tag)
 
 
 def _progress(setting: bool | None) -> bool:
@@ -290,6 +302,8 @@ def run_tags(cfg: Config, built: Built, job: Job) -> dict[str, str]:
         "nnexp.deterministic": str(cfg.trainer.deterministic).lower(),
         **blas_tags(),
     }
+    if built.splits.n_classes:  # the doctor's chance level
+        tags[TAG_N_CLASSES] = str(built.splits.n_classes)
     commit = git_commit(job.source_dir)
     if commit:
         tags["git.commit"] = commit

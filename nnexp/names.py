@@ -10,6 +10,12 @@ Metric keys of the statistics (``<layer>`` is a module's name, e.g. ``dense_0``,
     grad_norm/global[/mean|/max]            the norm of all gradients together
     update_ratio/<layer>                    lr·‖∇W‖/‖W‖ of the layer's weight matrix
     act/<layer>/mean|std|dead_frac|sat_frac the activation's output statistics
+    weight_norm/<layer>                     ‖W‖ of the layer's weight matrix, after the update
+    output/min|max|mean                     the network's output (the logits) over the batch
+    output/class_<k>                        classification: the fraction predicted as class k
+    amp/underflow/<layer>                   trainer.precision=mixed: the fraction of the layer's
+                                            gradient entries float16 flushed to zero
+    amp/loss_scale, amp/skipped_steps       mixed: the loss scale, the steps skipped so far
 """
 
 from __future__ import annotations
@@ -35,6 +41,11 @@ TAG_SWEEP_ROLE = "sweep.role"  # "parent" on the parent run
 TAG_SWEEP_SWEPT = "sweep.swept"  # JSON list of the swept keys
 TAG_SWEEP_OBJECTIVE = "sweep.objective"
 TAG_SWEEP_DIRECTION = "sweep.objective_direction"  # min or max (nnexp.objective)
+
+# The doctor and the pre-flight check (nnexp.doctor, nnexp.check).
+TAG_KIND = "nnexp.kind"  # "check" on a run of python -m nnexp.check (no tag: a training run)
+TAG_DOCTOR_FINDINGS = "doctor.findings"  # the codes of the run's findings, or "none"
+TAG_N_CLASSES = "n_classes"  # a classification run's class count (chance accuracy is 1/C)
 
 TRUE = "true"  # the value of boolean tags
 
@@ -65,10 +76,16 @@ def epoch_checkpoint(epoch: int) -> str:
 # --- metric keys of the statistics ---------------------------------------------------------------
 
 GRAD_NORM, UPDATE_RATIO, ACT = "grad_norm", "update_ratio", "act"
+WEIGHT_NORM, OUTPUT, AMP = "weight_norm", "output", "amp"
 # What `trainer.stats` selects (all by default): the families above, "activations" for act/.
-STATISTICS = (GRAD_NORM, UPDATE_RATIO, "activations")
+STATISTICS = (GRAD_NORM, UPDATE_RATIO, "activations", WEIGHT_NORM, OUTPUT)
 GLOBAL = "global"  # the layer name of the all-gradients norm
 ACT_STATS = ("mean", "std", "dead_frac", "sat_frac")
+OUTPUT_STATS = ("min", "max", "mean")
+LOGITS = "logits"  # the layer name of the output statistics (parsed keys)
+UNDERFLOW = "underflow"
+AMP_LOSS_SCALE = f"{AMP}/loss_scale"
+AMP_SKIPPED_STEPS = f"{AMP}/skipped_steps"
 
 
 def grad_norm_key(param: str, stat: str | None = None) -> str:
@@ -85,6 +102,24 @@ def update_ratio_key(layer: str) -> str:
 
 def activation_key(layer: str, stat: str) -> str:
     return f"{ACT}/{layer}/{stat}"
+
+
+def weight_norm_key(layer: str) -> str:
+    return f"{WEIGHT_NORM}/{layer}"
+
+
+def output_key(stat: str) -> str:
+    """``output/min``, ``output/max``, ``output/mean``."""
+    return f"{OUTPUT}/{stat}"
+
+
+def predicted_class_key(k: int) -> str:
+    """``output/class_<k>``: the fraction of the batch predicted as class `k`."""
+    return f"{OUTPUT}/class_{k}"
+
+
+def underflow_key(layer: str) -> str:
+    return f"{AMP}/{UNDERFLOW}/{layer}"
 
 
 @dataclass(frozen=True)
@@ -109,6 +144,9 @@ _GRAD = re.compile(
 )
 _RATIO = re.compile(rf"^{UPDATE_RATIO}/(?P<layer>[^/]+)$")
 _ACT = re.compile(rf"^{ACT}/(?P<layer>[^/]+)/(?P<stat>{'|'.join(ACT_STATS)})$")
+_WEIGHT = re.compile(rf"^{WEIGHT_NORM}/(?P<layer>[^/]+)$")
+_OUTPUT = re.compile(rf"^{OUTPUT}/(?P<stat>{'|'.join(OUTPUT_STATS)}|class_\d+)$")
+_UNDERFLOW = re.compile(rf"^{AMP}/{UNDERFLOW}/(?P<layer>[^/]+)$")
 
 
 def parse_metric(key: str) -> MetricKey | None:
@@ -122,4 +160,10 @@ def parse_metric(key: str) -> MetricKey | None:
         return MetricKey(UPDATE_RATIO, match["layer"])
     if match := _ACT.match(key):
         return MetricKey(ACT, match["layer"], stat=match["stat"])
+    if match := _WEIGHT.match(key):
+        return MetricKey(WEIGHT_NORM, match["layer"])
+    if match := _OUTPUT.match(key):
+        return MetricKey(OUTPUT, LOGITS, stat=match["stat"])
+    if match := _UNDERFLOW.match(key):
+        return MetricKey(AMP, match["layer"], stat=UNDERFLOW)
     return None

@@ -175,7 +175,9 @@ def test_build_trainer_orders_the_callbacks_and_writes_the_bundle_when_untracked
     )  # fmt: skip
     trainer = b.build_trainer(cfg, built, job)
     kinds = [type(c).__name__ for c in trainer.callbacks]
-    assert kinds == ["EarlyStopping", "Checkpointer", "ProgressBar", "Callback"] and made == [1]
+    assert kinds == [
+        "EarlyStopping", "Checkpointer", "ProgressBar", "DoctorVerdict", "Callback"
+    ] and made == [1]  # fmt: skip
     stopper, checkpointer, progress = trainer.callbacks[:3]
     assert stopper.patience == 4 and stopper.restore_best and stopper.min_delta == 0.0
     assert checkpointer.directory == tmp_path / "checkpoints"
@@ -185,7 +187,9 @@ def test_build_trainer_orders_the_callbacks_and_writes_the_bundle_when_untracked
     assert job.checkpoints == tmp_path / "checkpoints"
     assert b.Job(tmp_path, [], {}, tmp_path, "k", checkpoint_dir=Path("x")).checkpoints == Path("x")
     plain = b.build_trainer(_cfg(), b.build(_cfg()), b.Job(tmp_path, [], {}, tmp_path, "k"))
-    assert [type(c).__name__ for c in plain.callbacks] == ["Checkpointer", "ProgressBar"]
+    assert [type(c).__name__ for c in plain.callbacks] == [
+        "Checkpointer", "ProgressBar", "DoctorVerdict"
+    ]  # fmt: skip
     assert b._progress(True) is True and b._progress(False) is False
 
 
@@ -276,7 +280,7 @@ def test_a_tracked_run_gets_a_tracker_with_the_runs_settings(tmp_path):
         resume_run_id="abc",
     )  # fmt: skip
     trainer = b.build_trainer(cfg, built, job)
-    every = trainer.callbacks[-1]
+    every = trainer.callbacks[-2]  # then the doctor's verdict
     assert isinstance(every, EveryNEpochs) and every.n == 3
     tracker = every.inner
     assert (tracker.uri, tracker.experiment, tracker.run_name) == ("sqlite:///x.db", "exp", "r1")

@@ -20,6 +20,11 @@ CAUSE_LR, CAUSE_INIT, CAUSE_INPUT = "learning rate", "initialization", "input"
 # product over layers of std(W)·√fan_in: He and Xavier keep each factor near 1, so a deep
 # healthy net stays within ~10; N(0, 1) on a 6-layer, 32-unit net is ~8e3, std 1e30 is 1e30);
 # or the failing batch holds values beyond this (standardized features stay within ~±10).
+# How a message names its cause (the doctor reads a recorded run's cause back from it).
+CAUSE_PHRASES = {
+    CAUSE_INIT: "Likely cause: the initialization",
+    CAUSE_INPUT: "Likely cause: the input",
+}
 INIT_GAIN_LIMIT = 1e3
 INPUT_LIMIT = 1e3
 
@@ -122,13 +127,13 @@ def describe(
     head = f"training diverged at epoch {epoch}, step {step} ({batch}): {what}{where} (lr={lr:g})."
     if cause == CAUSE_INIT:
         return (
-            f"{head} Likely cause: the initialization, not the learning rate — {evidence}. "
+            f"{head} {CAUSE_PHRASES[CAUSE_INIT]}, not the learning rate — {evidence}. "
             "Use model.init=he (ReLU family) or model.init=xavier (tanh, sigmoid), or a "
             "smaller model.init_scale"
         )
     if cause == CAUSE_INPUT:
         return (
-            f"{head} Likely cause: the input is not standardized — {evidence}. Set "
+            f"{head} {CAUSE_PHRASES[CAUSE_INPUT]} is not standardized — {evidence}. Set "
             "dataset.standardize=true (and trainer.grad_clip.norm=1.0 as a safety net)"
         )
     lower = f"{base_lr / 10:g}" if math.isfinite(base_lr) else "a smaller value"
