@@ -12,13 +12,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from nnexp.data import Splits
 from nnexp.nn import SGD, Adam, SigmoidBCE, mlp
 from nnexp.nn.schedules import Constant, ReduceOnPlateau
 from nnexp.train import (
     Callback,
     Checkpointer,
     CheckpointError,
-    Data,
     EarlyStopping,
     Trainer,
     TrainSettings,
@@ -31,11 +31,11 @@ from nnexp.train import (
 from nnexp.train import checkpoint as ckpt_module
 
 
-def _data(seed: int = 0, n: int = 200) -> Data:
+def _data(seed: int = 0, n: int = 200) -> Splits:
     rng = np.random.default_rng(seed)
     X = rng.standard_normal((n, 3)).astype(np.float32)
     y = (X[:, 0] + X[:, 1] * X[:, 2] > 0).astype(np.int64)
-    return Data(X[:120], y[:120], X[120:160], y[120:160], X[160:], y[160:], classification=True)
+    return Splits(X[:120], y[:120], X[120:160], y[120:160], X[160:], y[160:], task="binary")
 
 
 def _trainer(

@@ -8,9 +8,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from nnexp.data import Splits
 from nnexp.nn import MSE, SGD, mlp
 from nnexp.nn.schedules import Constant
-from nnexp.train import Data, NonFiniteError, Trainer, TrainSettings
+from nnexp.train import NonFiniteError, Trainer, TrainSettings
 from nnexp.train.divergence import DivergenceGuard
 from nnexp.train.trainer import RESULTS
 
@@ -20,7 +21,7 @@ FIXES = (
 )
 
 
-def _data(huge_train_row: int | None = None, test_scale: float = 1.0) -> Data:
+def _data(huge_train_row: int | None = None, test_scale: float = 1.0) -> Splits:
     rng = np.random.default_rng(0)
     X = rng.standard_normal((96, 3)).astype(np.float32)
     y = (X @ np.array([1.0, -2.0, 0.5], dtype=np.float32)).astype(np.float32)
@@ -28,10 +29,10 @@ def _data(huge_train_row: int | None = None, test_scale: float = 1.0) -> Data:
     if huge_train_row is not None:
         X_train[huge_train_row] *= np.float32(1e30)
     X_test = X[80:] * np.float32(test_scale)
-    return Data(X_train, y[:64], X[64:80], y[64:80], X_test, y[80:], classification=False)
+    return Splits(X_train, y[:64], X[64:80], y[64:80], X_test, y[80:], task="regression")
 
 
-def _trainer(data: Data, policy: str = "raise", **settings) -> Trainer:
+def _trainer(data: Splits, policy: str = "raise", **settings) -> Trainer:
     model = mlp(3, [4], 1, activation="identity", seed=1)
     opt = SGD(list(model.parameters()), lr=0.01)
     settings = {"stats": ()} | settings

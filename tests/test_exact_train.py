@@ -12,9 +12,10 @@ import math
 import numpy as np
 import pytest
 
+from nnexp.data import Splits
 from nnexp.nn import MSE, SGD, Parameter, SigmoidBCE, SoftmaxCrossEntropy, mlp
 from nnexp.nn.schedules import Constant
-from nnexp.train import Callback, Data, Predictor, ProgressBar, Trainer, TrainSettings, save_bundle
+from nnexp.train import Callback, Predictor, ProgressBar, Trainer, TrainSettings, save_bundle
 from nnexp.train.callbacks import EveryNEpochs
 from nnexp.train.divergence import (
     NonFiniteError,
@@ -167,9 +168,8 @@ def _trained(loss, out_features, y, batch_norm=False):
         batch_norm=batch_norm, dtype="float64", seed=3,
     )  # fmt: skip
     model = mlp(**kwargs)
-    data = Data(
-        X[:30], y[:30], X[30:], y[30:], X[:0], y[:0], classification=not isinstance(loss, MSE)
-    )
+    task = {MSE: "regression", SigmoidBCE: "binary"}.get(type(loss), "multiclass")
+    data = Splits(X[:30], y[:30], X[30:], y[30:], X[:0], y[:0], task=task)
     opt = SGD(list(model.parameters()), lr=0.1)
     Trainer(model, loss, opt, Constant(0.1), data, TrainSettings(epochs=3, batch_size=8)).fit()
     return model, kwargs, X
@@ -413,7 +413,7 @@ def _small_trainer(tmp_path, *callbacks, dropout=0.0):
     X = rng.standard_normal((24, 2))
     y = (X[:, 0] > 0).astype(np.int64)
     model = mlp(2, [3], 1, dropout=dropout, dtype="float64", seed=1)
-    data = Data(X[:16], y[:16], X[16:], y[16:], X[:0], y[:0], classification=True)
+    data = Splits(X[:16], y[:16], X[16:], y[16:], X[:0], y[:0], task="binary")
     opt = SGD(list(model.parameters()), lr=0.1)
     settings = TrainSettings(epochs=2, batch_size=8, stats=())
     return Trainer(model, SigmoidBCE(), opt, Constant(0.1), data, settings, list(callbacks))

@@ -15,15 +15,16 @@ import numpy as np
 import pytest
 from conftest import cli_env
 
+from nnexp.data import Splits
 from nnexp.nn import OPTIMIZERS, SCHEDULES, SoftmaxCrossEntropy, flat_view, mlp, pack
-from nnexp.train import Callback, Checkpointer, Data, Trainer, TrainSettings, load_checkpoint
+from nnexp.train import Callback, Checkpointer, Trainer, TrainSettings, load_checkpoint
 
 
-def _data(n: int = 160, dtype=np.float32) -> Data:
+def _data(n: int = 160, dtype=np.float32) -> Splits:
     rng = np.random.default_rng(0)
     X = rng.standard_normal((n, 4)).astype(dtype)
     y = (X[:, 0] * X[:, 1] > 0).astype(np.int64) + (X[:, 2] > 1)
-    return Data(X[:120], y[:120], X[120:], y[120:], X[:0], y[:0], classification=True)
+    return Splits(X[:120], y[:120], X[120:], y[120:], X[:0], y[:0], task="multiclass")
 
 
 def _unpacked(model):

@@ -9,10 +9,10 @@ import math
 import numpy as np
 import pytest
 
+from nnexp.data import Splits
 from nnexp.nn import MSE, SGD, mlp
 from nnexp.nn.schedules import Constant
 from nnexp.train import (
-    Data,
     NonFiniteError,
     Trainer,
     TrainSettings,
@@ -106,15 +106,15 @@ def test_nan_policy_stop_keeps_the_last_good_epoch_and_fails_the_run(cli, tmp_pa
 # --- in process: every place a non-finite value can first appear ---------------------------
 
 
-def _regression(X_val_scale: float = 1.0) -> Data:
+def _regression(X_val_scale: float = 1.0) -> Splits:
     rng = np.random.default_rng(0)
     X = rng.standard_normal((96, 3)).astype(np.float32)
     y = (X @ np.array([1.0, -2.0, 0.5], dtype=np.float32)).astype(np.float32)
     X_val = X[64:80] * np.float32(X_val_scale)
-    return Data(X[:64], y[:64], X_val, y[64:80], X[80:], y[80:], classification=False)
+    return Splits(X[:64], y[:64], X_val, y[64:80], X[80:], y[80:], task="regression")
 
 
-def _fit(data: Data, lr: float, policy: str = "raise", epochs: int = 3) -> Trainer:
+def _fit(data: Splits, lr: float, policy: str = "raise", epochs: int = 3) -> Trainer:
     model = mlp(3, [4], 1, activation="identity", seed=1)
     opt = SGD(list(model.parameters()), lr=lr)
     settings = TrainSettings(epochs=epochs, batch_size=16, nan_policy=policy, stats=())

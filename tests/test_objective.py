@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
+from nnexp.data import Splits
 from nnexp.nn import Adam, SigmoidBCE, mlp
 from nnexp.nn.schedules import Constant, ReduceOnPlateau
 from nnexp.objective import FAILED_VALUE, Objective, direction_of
@@ -21,7 +22,6 @@ from nnexp.report.table import table
 from nnexp.train import (
     Callback,
     Checkpointer,
-    Data,
     EarlyStopping,
     Trainer,
     TrainSettings,
@@ -86,11 +86,11 @@ class _Scripted(Callback):
         self.metrics[epoch] = dict(metrics)
 
 
-def _data(n: int = 200) -> Data:
+def _data(n: int = 200) -> Splits:
     rng = np.random.default_rng(0)
     X = rng.standard_normal((n, 3)).astype(np.float32)
     y = (X[:, 0] + X[:, 1] * X[:, 2] > 0).astype(np.int64)
-    return Data(X[:120], y[:120], X[120:160], y[120:160], X[160:], y[160:], classification=True)
+    return Splits(X[:120], y[:120], X[120:160], y[120:160], X[160:], y[160:], task="binary")
 
 
 def _fit(tmp_path: Path, accs, *, objective: Objective, patience=2, restore_best=True, **kw):

@@ -32,12 +32,13 @@ class EpochClock(Callback):
 
 
 def make_trainer(p: Problem, optimizer: str, lr: float, stats: bool, callbacks=()):
+    from nnexp.data import Splits
     from nnexp.nn import OPTIMIZERS, SCHEDULES, SoftmaxCrossEntropy, mlp
-    from nnexp.train import Data, Trainer, TrainSettings
+    from nnexp.train import Trainer, TrainSettings
 
     model = mlp(p.X.shape[1], p.hidden, p.n_classes, activation="relu", dtype=p.X.dtype)
     empty = p.X[:0]
-    data = Data(p.X, p.y, p.X[:256], p.y[:256], empty, p.y[:0], classification=True)
+    data = Splits(p.X, p.y, p.X[:256], p.y[:256], empty, p.y[:0], task="multiclass")
     settings = TrainSettings(
         epochs=p.epochs,
         batch_size=p.batch,

@@ -11,35 +11,50 @@ model that never sees a class in training cannot learn it, and the user should d
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from nnexp.data.dataset import Dataset
 from nnexp.data.errors import DatasetError, bad
 
+if TYPE_CHECKING:
+    from nnexp.nn.module import FloatArray, Targets
+
 TRAIN, VAL, TEST = 0, 1, 2
 
 
 @dataclass
 class Splits:
-    """Arrays ready for training. ``mean``/``scale`` are the standardization fitted on the
-    training split (None when not standardized); save them with the model to predict on raw
-    inputs via ``apply_standardization``."""
+    """Arrays ready for training, and what the trainer trains on (`nnexp.train.Trainer`).
+    ``task`` is binary, multiclass or regression. ``mean``/``scale`` are the standardization
+    fitted on the training split (None when not standardized); save them with the model to
+    predict on raw inputs via ``apply_standardization``. ``y_scale``: regression targets are
+    trained standardized (`nnexp.build` divides them by it), and RMSE is reported in the
+    original units."""
 
-    X_train: np.ndarray
-    y_train: np.ndarray
-    X_val: np.ndarray
-    y_val: np.ndarray
-    X_test: np.ndarray
-    y_test: np.ndarray
+    X_train: FloatArray
+    y_train: Targets
+    X_val: FloatArray
+    y_val: Targets
+    X_test: FloatArray
+    y_test: Targets
     task: str
-    n_features: int
-    n_classes: int | None
-    feature_names: list[str]
-    classes: list[str] | None
-    mean: np.ndarray | None = None
-    scale: np.ndarray | None = None
+    n_classes: int | None = None
+    feature_names: list[str] = field(default_factory=list)
+    classes: list[str] | None = None
+    mean: FloatArray | None = None
+    scale: FloatArray | None = None
+    y_scale: float | FloatArray = 1.0
+
+    @property
+    def n_features(self) -> int:
+        return int(self.X_train.shape[1])
+
+    @property
+    def classification(self) -> bool:
+        return self.task != "regression"
 
 
 def check_fractions(val_fraction: float, test_fraction: float) -> None:
@@ -175,7 +190,7 @@ def make_splits(ds: Dataset, X: np.ndarray, y: np.ndarray, parts: tuple[np.ndarr
     ys = [np.take(y, idx, axis=0) for idx in parts]
     return Splits(
         X_train=xs[0], y_train=ys[0], X_val=xs[1], y_val=ys[1],
-        X_test=xs[2], y_test=ys[2], task=ds.task, n_features=X.shape[1],
-        n_classes=ds.n_classes, feature_names=list(ds.feature_names),
+        X_test=xs[2], y_test=ys[2], task=ds.task, n_classes=ds.n_classes,
+        feature_names=list(ds.feature_names),
         classes=None if ds.classes is None else list(ds.classes),
     )  # fmt: skip

@@ -1,4 +1,5 @@
-"""nnexp.train — the trainer loop and its callbacks (checkpoints, early stopping, progress)."""
+"""nnexp.train — the trainer loop and its callbacks (checkpoints, early stopping, progress). It
+trains on an `nnexp.data.Splits`."""
 
 from nnexp.train.callbacks import Callback
 from nnexp.train.checkpoint import (
@@ -14,13 +15,12 @@ from nnexp.train.divergence import NonFiniteError
 from nnexp.train.early_stopping import EarlyStopping
 from nnexp.train.export import Predictor, save_bundle
 from nnexp.train.progress import ProgressBar
-from nnexp.train.trainer import Data, Trainer, TrainSettings
+from nnexp.train.trainer import Trainer, TrainSettings
 
 __all__ = [
     "Callback",
     "CheckpointError",
     "Checkpointer",
-    "Data",
     "EarlyStopping",
     "NonFiniteError",
     "Predictor",

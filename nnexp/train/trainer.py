@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
@@ -41,24 +41,14 @@ from nnexp.nn.workspace import Workspace
 from nnexp.train.callbacks import Callback
 from nnexp.train.divergence import DivergenceGuard, NonFiniteError
 
+if TYPE_CHECKING:
+    from nnexp.data import Splits  # the arrays it trains on, and the task
+
 STATS = STATISTICS  # nnexp.names
 RESULTS = ("train", "val", "test")  # the metric families that describe the model's quality
 T = TypeVar("T")
 S = TypeVar("S", bound=np.generic)
 EVAL_CHUNK = 8192  # rows per forward pass at evaluation: bounds memory on large sets
-
-
-@dataclass
-class Data:
-    X_train: FloatArray
-    y_train: Targets
-    X_val: FloatArray
-    y_val: Targets
-    X_test: FloatArray
-    y_test: Targets
-    classification: bool
-    # Regression targets are trained standardized; RMSE is reported in the original units.
-    y_scale: float | FloatArray = 1.0
 
 
 @dataclass
@@ -82,7 +72,7 @@ class Trainer:
         loss: Loss,
         optimizer: Optimizer,
         schedule: Schedule,
-        data: Data,
+        data: Splits,
         settings: TrainSettings,
         callbacks: Sequence[Callback] = (),
     ) -> None:
