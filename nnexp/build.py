@@ -97,6 +97,7 @@ def mlp_kwargs(cfg: Config, in_features: int, out_features: int) -> dict[str, An
         "init_kwargs": init_kwargs,
         "dropout": reg.dropout_of(m),
         "batch_norm": reg.batch_norm_of(m),
+        "residual": m.residual,
         "dtype": cfg.trainer.dtype,
         "seed": cfg.trainer.seed,
     }

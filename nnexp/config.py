@@ -66,7 +66,7 @@ _PLATEAU = _nn_defaults(SCHEDULES["plateau"])
 
 
 def _widths(hidden: list[int]) -> bool:
-    return len(hidden) > 0 and all(w >= 1 for w in hidden)
+    return all(w >= 1 for w in hidden)  # [] is a linear model: logistic/softmax/linear regression
 
 
 # --- model ---------------------------------------------------------------------------------------
@@ -75,8 +75,10 @@ def _widths(hidden: list[int]) -> bool:
 @dataclass
 class ModelConfig:
     # (RUF009: these helpers return a field with a default_factory for a list default)
+    # [] : no hidden layer, one Dense layer with the task's fused loss (logistic, softmax or
+    # linear regression: the baseline to beat)
     hidden: list[int] = checked(  # noqa: RUF009
-        [16], _widths, "must be a non-empty list of layer widths >= 1"
+        [16], _widths, "must be a list of layer widths >= 1 ([] for a linear model)"
     )
     activation: str = choice("relu", ACTIVATIONS)
     alpha: float | None = bounded(None, finite=True)  # leaky_relu slope / elu scale (None: theirs)
@@ -87,6 +89,9 @@ class ModelConfig:
     # win when both are set); kept because command lines and experiments use them. None: unset.
     dropout: float | None = bounded(None, ge=0, lt=1)
     batch_norm: bool | None = None
+    # Skip connections: each hidden block adds its input to its output (a learned projection
+    # where the width changes: the first block, or widths that differ); nnexp.nn.residual
+    residual: bool = False
     output: str = choice("auto", {"auto", *LOSSES})  # the fused loss: auto picks it by task
 
     def __post_init__(self) -> None:

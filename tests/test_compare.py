@@ -53,10 +53,10 @@ def test_report_of_the_latest_sweep_from_the_store_alone(swept):
     assert all(("lr=1e+06" in row) == ("diverged" in row) for row in rows)
     assert "val/loss final" in proc.stdout and "val/acc best" in proc.stdout
     out = swept.workdir / "report"
-    for name in ("val_loss.png", "heatmap.png", "grad_norms.png"):
+    for name in ("val_loss.png", "heatmap.png", "grad_norms.png", "weights_output.png"):
         assert (out / name).read_bytes().startswith(PNG), name
     page = (out / "report.html").read_text()
-    assert len(re.findall(r'<img alt="[a-z_]+" src="data:image/png;base64,', page)) == 3
+    assert len(re.findall(r'<img alt="[a-z_]+" src="data:image/png;base64,', page)) == 4
     assert not re.search(r'(src|href)="(https?:|//|/)', page)  # nothing to fetch: self-contained
     assert page.count('<tr class="diverged"') == 2
     assert page.count('<tr class="best"') == 1
@@ -282,6 +282,37 @@ def test_grad_norms_png_one_panel_per_run_one_line_per_layer(tmp_path, drawn):
         assert list(first) == [GRAD[0]] * 4 and list(last) == [GRAD[-1]] * 4
     assert axes[0].get_ylabel()
     assert "(diverged)" in axes[1].get_title() and "(diverged)" not in axes[0].get_title()
+
+
+def test_weights_output_png_weight_norm_per_layer_and_the_output_range(tmp_path, drawn):
+    """The report reads the runs' weight_norm/<layer> and output/min|mean|max metrics."""
+    from nnexp.report import figures
+
+    sweep = _sweep()
+    histories = sweep.client.histories
+    for run in sweep.runs:
+        for i in range(LAYERS):
+            histories[run.run_id, f"weight_norm/dense_{i}"] = [1.0 + i] * 2
+            run.metrics[f"weight_norm/dense_{i}"] = 1.0 + i
+        histories[run.run_id, "output/min"] = [-2.0, -3.0]
+        histories[run.run_id, "output/mean"] = [0.5, 0.25]
+        histories[run.run_id, "output/max"] = [2.0, 4.0]
+        run.metrics["output/mean"] = 0.25
+    runs = [sweep.runs[0], sweep.runs[-1]]
+    assert figures.weights_output_curves(sweep, runs, tmp_path / "w.png").is_file()
+    (fig,) = drawn
+    axes = fig.get_axes()
+    assert len(axes) == 2 * len(runs)  # weight norms above, output range below
+    top, bottom = axes[0], axes[len(runs)]
+    layers = [f"dense_{i}" for i in range(LAYERS)]  # dense_2 before dense_10
+    assert [line.get_label() for line in top.get_lines()] == layers
+    assert top.get_yscale() == "log"
+    assert list(top.get_lines()[-1].get_ydata()) == [LAYERS, LAYERS]  # 1 + its index
+    (mean,) = bottom.get_lines()
+    assert list(mean.get_ydata()) == [0.5, 0.25]
+    (band,) = bottom.collections  # min … max
+    ys = band.get_paths()[0].vertices[:, 1]
+    assert ys.min() == -3.0 and ys.max() == 4.0
 
 
 def test_layers_png_one_line_per_run_in_each_panel_and_a_cross_per_diverged_run(tmp_path, drawn):

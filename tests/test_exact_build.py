@@ -82,7 +82,7 @@ def test_mlp_and_trainer_settings_follow_the_config():
     cfg = _cfg(
         model=ModelConfig(
             hidden=[3, 2], activation="leaky_relu", alpha=0.2, init="uniform", init_scale=0.3,
-            dropout=0.1, batch_norm=True,
+            dropout=0.1, batch_norm=True, residual=True,
         ),
         regularization=RegularizationConfig(l2=0.01, dropout=0.25),
         trainer=TrainerConfig(
@@ -93,11 +93,11 @@ def test_mlp_and_trainer_settings_follow_the_config():
     assert b.mlp_kwargs(cfg, 5, 3) == {
         "in_features": 5, "hidden": [3, 2], "out_features": 3, "activation": "leaky_relu",
         "activation_kwargs": {"alpha": 0.2}, "init": "uniform", "init_kwargs": {"limit": 0.3},
-        "dropout": 0.25, "batch_norm": True, "dtype": "float64", "seed": 4,
+        "dropout": 0.25, "batch_norm": True, "residual": True, "dtype": "float64", "seed": 4,
     }  # fmt: skip
     plain = b.mlp_kwargs(_cfg(model=ModelConfig(init="normal", init_scale=2.0, dropout=0.3)), 2, 1)
     assert plain["init_kwargs"] == {"std": 2.0} and plain["activation_kwargs"] == {}
-    assert plain["dropout"] == 0.3 and plain["batch_norm"] is False
+    assert plain["dropout"] == 0.3 and plain["batch_norm"] is False and not plain["residual"]
     assert b.mlp_kwargs(_cfg(), 2, 1)["init_kwargs"] == {}
     off = b.mlp_kwargs(
         _cfg(regularization=RegularizationConfig(batch_norm=False, dropout=0.0)), 2, 1

@@ -37,11 +37,15 @@ INITS = (
 
 REFUSED = [
     # (schema, kwargs, message)
-    (ModelConfig, {"hidden": []}, "model.hidden=[]: must be a non-empty list of layer widths >= 1"),
     (
         ModelConfig,
         {"hidden": [4, 0]},
-        "model.hidden=[4, 0]: must be a non-empty list of layer widths >= 1",
+        "model.hidden=[4, 0]: must be a list of layer widths >= 1 ([] for a linear model)",
+    ),
+    (
+        ModelConfig,
+        {"hidden": [-1]},
+        "model.hidden=[-1]: must be a list of layer widths >= 1 ([] for a linear model)",
     ),
     (ModelConfig, {"activation": "swish"}, f"model.activation='swish': allowed: {ACTIVATIONS}"),
     (ModelConfig, {"init": "bogus"}, f"model.init='bogus': allowed: {INITS}"),
@@ -118,7 +122,8 @@ REFUSED = [
     (
         TrainerConfig,
         {"stats": ["grad_norm", "weights"]},
-        "trainer.stats[]='weights': allowed: activations, grad_norm, update_ratio",
+        "trainer.stats[]='weights': allowed: activations, grad_norm, output, update_ratio, "
+        "weight_norm",
     ),
     (TrainerConfig, {"nan_policy": "ignore"}, "trainer.nan_policy='ignore': allowed: raise, stop"),
     (

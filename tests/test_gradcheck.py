@@ -73,6 +73,71 @@ def test_gradients_match_finite_differences(activation, loss, depth):
             _check(*case)
 
 
+# Residual networks: inputs 3 → hidden widths that change (a projection) and stay (identity).
+RESIDUAL_GRID = [
+    pytest.param(
+        act,
+        loss,
+        hidden,
+        dropout,
+        bn,
+        id=f"{act}-{loss}-{hidden}-d{dropout}-bn{bn}",
+        marks=() if hidden == (5, 5, 4) else pytest.mark.slow,  # a projection, then identities
+    )
+    for act, loss, hidden, dropout, bn in itertools.product(
+        ACTIVATION_NAMES, LOSSES, ((5,), (3, 3), (5, 5, 4)), (0.0, 0.3), (False, True)
+    )
+    if (dropout, bn) != (0.3, True) or hidden == (5, 5, 4)
+]
+
+
+@pytest.mark.parametrize(("activation", "loss", "hidden", "dropout", "batch_norm"), RESIDUAL_GRID)
+def test_residual_gradients_match_finite_differences(activation, loss, hidden, dropout, batch_norm):
+    """Skip … Residual blocks: the projection's gradient, the gradient through both paths to
+    every layer below and to the input (float64, fourth-order central differences)."""
+    rng = np.random.default_rng(3)
+    width = 3
+    model = mlp(
+        3,
+        list(hidden),
+        width,
+        activation=activation,
+        init="xavier_normal",
+        dropout=dropout,
+        batch_norm=batch_norm,
+        residual=True,
+        dtype=np.float64,
+        seed=3,
+    )
+    names = [m.name for m in model.modules]
+    assert names.count("skip_0") == 1 and names[-2].startswith("residual_")
+    projections = [p.name for p in model.parameters() if p.name.startswith("residual_")]
+    assert projections == [f"residual_{i}/W" for i, w in enumerate(hidden) if w != (3, *hidden)[i]]
+    for m in model.modules:
+        if isinstance(m, Dropout):
+            m.frozen = True
+    for p in model.parameters():
+        if not p.decay:
+            p.value += rng.normal(0.0, 0.1, p.value.shape)
+    x = rng.standard_normal((6, 3))
+    errors = gradcheck(model, LOSSES[loss](), x, _targets(loss, 6, width, rng), l2=0.1)
+    worst = max(errors, key=errors.get)
+    assert errors[worst] < TOL, f"{worst}: relative error {errors[worst]:.2e}"
+
+
+def test_a_residual_block_adds_its_input_or_its_projection():
+    """y = f(x) + x, or f(x) + x·P where the width changes."""
+    model = mlp(2, [4, 4], 1, activation="tanh", residual=True, dtype=np.float64, seed=0)
+    x = np.random.default_rng(0).standard_normal((5, 2))
+    d0, r0, d1 = model[1], model[3], model[5]  # skip_0 dense_0 tanh_0 residual_0 skip_1 ...
+    h0 = np.tanh(x @ d0.W.value + d0.b.value) + x @ r0.P.value
+    h1 = np.tanh(h0 @ d1.W.value + d1.b.value) + h0
+    expected = h1 @ model[-1].W.value + model[-1].b.value
+    np.testing.assert_allclose(model.forward(x), expected, rtol=1e-12)
+    np.testing.assert_allclose(model.forward(x, training=True), expected, rtol=1e-12)
+    assert model[7].P is None  # 4 → 4: the identity, no parameters
+
+
 def test_one_hot_targets_match_integer_labels():
     rng = np.random.default_rng(1)
     logits, labels = rng.standard_normal((7, 4)), rng.integers(0, 4, 7)

@@ -759,11 +759,17 @@ def test_stats_every_beyond_an_epoch_leaves_an_epoch_without_statistics(run_cli)
     assert has_stats == [True, False, True]
 
 
-STATS_FAMILIES = {"grad_norm": "grad_norm/", "update_ratio": "update_ratio/", "activations": "act/"}
+STATS_FAMILIES = {
+    "grad_norm": "grad_norm/",
+    "update_ratio": "update_ratio/",
+    "activations": "act/",
+    "weight_norm": "weight_norm/",
+    "output": "output/",
+}
 
 
 @pytest.mark.parametrize(
-    "stats", [[], ["grad_norm"], ["update_ratio"], ["activations"], list(STATS_FAMILIES)]
+    "stats", [[], *([family] for family in STATS_FAMILIES), list(STATS_FAMILIES)]
 )
 def test_stats_chooses_which_statistic_families_are_reported(run_cli, stats):
     trainer = run_cli(f"trainer.stats=[{','.join(stats)}]", "trainer.epochs=1")
@@ -777,6 +783,16 @@ def test_stats_chooses_which_statistic_families_are_reported(run_cli, stats):
         assert {"update_ratio/dense_0", "update_ratio/dense_1"} <= keys
     if "activations" in stats:
         assert {"act/relu_0/mean", "act/relu_0/std", "act/relu_0/dead_frac"} <= keys
+    if "weight_norm" in stats:
+        assert {"weight_norm/dense_0", "weight_norm/dense_1"} <= keys
+    if "output" in stats:  # two moons: two classes (one sigmoid output)
+        assert {
+            "output/min",
+            "output/max",
+            "output/mean",
+            "output/class_0",
+            "output/class_1",
+        } <= keys
 
 
 @pytest.mark.parametrize(("batch_size", "steps"), [(1, 60), (7, 9), (30, 2), (60, 1), (1000, 1)])

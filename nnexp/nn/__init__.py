@@ -1,6 +1,7 @@
 """nnexp.nn — a small neural-network library in NumPy, one concept per file.
 
-module (Parameter, Module, Sequential) · layers (Dense, Dropout, BatchNorm1d) · activations ·
+module (Parameter, Module, Sequential) · layers (Dense, Dropout, BatchNorm1d) · residual (Skip,
+Residual: skip connections) · activations ·
 losses (fused with the output nonlinearity) · init · optim · gradients (L2, clipping, norms) ·
 schedules · stats · gradcheck · mlp (builder). Imports NumPy only.
 """
@@ -35,6 +36,7 @@ from nnexp.nn.losses import LOSSES, MSE, Loss, SigmoidBCE, SoftmaxCrossEntropy
 from nnexp.nn.mlp import mlp
 from nnexp.nn.module import Module, Parameter, Sequential
 from nnexp.nn.optim import OPTIMIZERS, SGD, Adam, AdamW, Optimizer, RMSprop
+from nnexp.nn.residual import Residual, Skip
 from nnexp.nn.schedules import SCHEDULES, Schedule
 from nnexp.nn.stats import StepStats
 
@@ -62,10 +64,12 @@ __all__ = [
     "Parameter",
     "RMSprop",
     "ReLU",
+    "Residual",
     "Schedule",
     "Sequential",
     "Sigmoid",
     "SigmoidBCE",
+    "Skip",
     "SoftmaxCrossEntropy",
     "StepStats",
     "Tanh",

@@ -13,6 +13,7 @@ from nnexp.nn.activations import make_activation
 from nnexp.nn.flat import pack
 from nnexp.nn.layers import BatchNorm1d, Dense, Dropout
 from nnexp.nn.module import Module, Sequential
+from nnexp.nn.residual import Residual, Skip
 
 
 def mlp(
@@ -26,11 +27,15 @@ def mlp(
     activation_kwargs: dict[str, Any] | None = None,
     dropout: float = 0.0,
     batch_norm: bool = False,
+    residual: bool = False,
     dtype: DTypeLike = np.float32,
     seed: int = 0,
 ) -> Sequential:
     """Dense → [BatchNorm1d] → activation → [Dropout] per hidden layer, then a Dense output
-    layer producing logits (the loss applies the output nonlinearity)."""
+    layer producing logits (the loss applies the output nonlinearity). `residual`: each hidden
+    block adds its input to its output (`nnexp.nn.residual`: Skip … Residual, a projection
+    where the width changes). No hidden layer (``hidden=[]``): one Dense layer, i.e. logistic,
+    softmax or linear regression with the task's loss."""
     widths = [in_features, *hidden]
     if any(w < 1 for w in [*widths, out_features]):
         raise ValueError(f"layer widths must be >= 1, got {[*widths, out_features]}")
@@ -39,6 +44,9 @@ def mlp(
     dropout_rng = np.random.default_rng([seed, 1])
     modules: list[Module] = []
     for fan_in, fan_out in itertools.pairwise(widths):
+        skip = Skip()
+        if residual:
+            modules.append(skip)
         modules.append(
             Dense(fan_in, fan_out, init=init, rng=rng, dtype=dtype, init_kwargs=init_kwargs)
         )
@@ -48,6 +56,12 @@ def mlp(
         modules.append(make_activation(activation, inplace=True, **(activation_kwargs or {})))
         if dropout:
             modules.append(Dropout(dropout, rng=dropout_rng))
+        if residual:  # a projection (widths differ) draws from `rng` after the block's Dense
+            modules.append(
+                Residual(
+                    skip, fan_in, fan_out, init=init, rng=rng, dtype=dtype, init_kwargs=init_kwargs
+                )
+            )
     modules.append(
         Dense(widths[-1], out_features, init=init, rng=rng, dtype=dtype, init_kwargs=init_kwargs)
     )

@@ -6,7 +6,10 @@
 - ``heatmap.png``: the final objective over the first two swept axes (best over any others),
   diverged and failed cells marked; a scatter when an axis has too many values for a grid;
 - ``grad_norms.png``: per-layer weight-gradient norms of chosen runs on a log axis, where
-  vanishing (early layers far below late ones) and exploding gradients show.
+  vanishing (early layers far below late ones) and exploding gradients show;
+- ``weights_output.png``: the same runs' weight norm per layer (growing without bound:
+  overfitting or a too-large learning rate) and the range of their output (min, mean, max of
+  the logits: saturating or collapsing predictions).
 
 Same house style as `nnexp.tracking.plots`: matplotlib's `Figure` directly (no pyplot state).
 """
@@ -18,7 +21,7 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from nnexp.names import GRAD_NORM, parse_metric
+from nnexp.names import GRAD_NORM, WEIGHT_NORM, output_key, parse_metric
 from nnexp.report.collect import RunRecord, Sweep
 
 MAX_GRID = 12  # values per heatmap axis; more (e.g. a continuous Optuna range): a scatter
@@ -323,6 +326,65 @@ def grad_norm_curves(sweep: Sweep, runs: Sequence[RunRecord], path: str | Path) 
     axes[0].set_ylabel("mean ‖dL/dW‖ per step")
     fig.suptitle("weight-gradient norm per layer (log scale)")
     return save_figure(fig, path)
+
+
+def weights_output_curves(sweep: Sweep, runs: Sequence[RunRecord], path: str | Path) -> Path | None:
+    """One column per run: above, each layer's weight norm ‖W‖ per epoch (log scale); below,
+    the output's range per epoch (the band from min to max of the logits, and their mean)."""
+    panels = []
+    for run in runs:
+        keys = sorted((k for k in run.metrics if _weight_norm_layer(k)), key=_layer_order)
+        if keys or output_key("mean") in run.metrics:
+            panels.append((run, keys))
+    if not panels:
+        return None
+    fig = new_figure(4.2 * len(panels) + 0.6, 7)
+    axes = fig.subplots(2, len(panels), squeeze=False, sharex="col")
+    for column, (run, keys) in enumerate(panels):
+        top, bottom = axes[0][column], axes[1][column]
+        for key in keys:
+            steps, values = _finite(sweep.history(run, key), positive=True)
+            top.plot(
+                steps,
+                values,
+                marker="o" if len(steps) <= 20 else None,
+                markersize=3,
+                label=_weight_norm_layer(key),
+            )
+        top.set_yscale("log")
+        top.grid(alpha=0.3, which="both")
+        if keys:
+            top.legend(fontsize="x-small")
+        title = run.name if run.state == "finished" else f"{run.name} ({run.state})"
+        top.set_title(
+            title, fontsize="medium", color="black" if run.state == "finished" else DIVERGED
+        )
+        low, mean, high = (
+            dict(sweep.history(run, output_key(stat))) for stat in ("min", "mean", "max")
+        )
+        steps = sorted(set(low) & set(high) & set(mean))
+        if steps:
+            bottom.fill_between(
+                steps,
+                [low[s] for s in steps],
+                [high[s] for s in steps],
+                alpha=0.25,
+                label="min … max",
+            )
+            bottom.plot(steps, [mean[s] for s in steps], label="mean")
+            bottom.legend(fontsize="x-small")
+        bottom.grid(alpha=0.3)
+        epoch_axis(bottom)
+    axes[0][0].set_ylabel("‖W‖ per layer")
+    axes[1][0].set_ylabel("output (logits)")
+    fig.suptitle("weight norms and output range")
+    return save_figure(fig, path)
+
+
+def _weight_norm_layer(key: str) -> str | None:
+    """The layer of a ``weight_norm/<layer>`` key (None for any other key)."""
+    parsed = parse_metric(key)
+    return parsed.layer if parsed and parsed.family == WEIGHT_NORM else None
 
 
 def _weight_grad_layer(key: str) -> str | None:

@@ -27,8 +27,9 @@ code { background: #f3f3f3; padding: 0 0.2em; }
 def write_report(
     sweep: Sweep, directory: str | Path, grad_runs: list[RunRecord] | None = None
 ) -> list[Path]:
-    """Write ``val_loss.png``, ``heatmap.png``, ``grad_norms.png`` (those there is data for)
-    and ``report.html`` into `directory`; return their paths, the page last."""
+    """Write ``val_loss.png``, ``heatmap.png``, ``grad_norms.png``, ``weights_output.png``
+    (those there is data for) and ``report.html`` into `directory`; return their paths, the
+    page last."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     runs = grad_runs if grad_runs is not None else figures.chosen_runs(sweep)
@@ -36,6 +37,7 @@ def write_report(
         figures.loss_curves(sweep, directory / "val_loss.png"),
         figures.heatmap(sweep, directory / "heatmap.png"),
         figures.grad_norm_curves(sweep, runs, directory / "grad_norms.png"),
+        figures.weights_output_curves(sweep, runs, directory / "weights_output.png"),
     ]
     images = [path for path in images if path is not None]
     page = directory / "report.html"

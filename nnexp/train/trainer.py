@@ -83,7 +83,7 @@ class Trainer:
         self.rng = np.random.default_rng([settings.seed, 2])  # shuffling stream
         self.epoch = 0  # epochs completed
         self.global_step = 0
-        self.statistics = Statistics(self.params, self.activations)
+        self.statistics = Statistics(self.params, self.activations, _classes(model, data))
         self.history: list[dict[str, float]] = []
         self.should_stop = False
         self.stop_reason = ""
@@ -177,7 +177,8 @@ class Trainer:
                 self.global_step = step
                 if sample:
                     assert norms is not None  # _clip computes them on every sampled step
-                    stats.sample(norms, lr, weight_norms)
+                    predicted = self.loss.predict(logits) if stats.classes else None
+                    stats.sample(norms, lr, weight_norms, logits, predicted)
                 totals.add(loss, logits, yb)
                 for cb in listeners:
                     cb.on_batch_end(self, step, loss)
@@ -321,15 +322,18 @@ class Statistics:
     """The statistics of each epoch's sampled steps (a `StepStats` per epoch), and `seconds`:
     what computing them has cost the loop, clocked here around each call."""
 
-    def __init__(self, params: Sequence[Parameter], activations: Sequence[Activation]) -> None:
+    def __init__(
+        self, params: Sequence[Parameter], activations: Sequence[Activation], classes: int = 0
+    ) -> None:
         self.params, self.activations = params, activations
+        self.classes = classes  # a classifier's class count (the output statistics), else 0
         self.seconds = 0.0
         self.current: StepStats | None = None
         self._every = 0  # steps between samples; 0: no statistics wanted
 
     def begin_epoch(self, want: Collection[str], every: int) -> None:
         """Statistics `want` (``trainer.stats``) every `every` steps, counted across epochs."""
-        self.current = StepStats(self.params, self.activations, want)
+        self.current = StepStats(self.params, self.activations, want, self.classes)
         self._every = every if self.current else 0
 
     def due(self, steps_taken: int) -> bool:
@@ -349,10 +353,15 @@ class Statistics:
         return self._timed(param_norms, self.params)
 
     def sample(
-        self, norms: Sequence[float], lr: float, weight_norms: Sequence[float] | None
+        self,
+        norms: Sequence[float],
+        lr: float,
+        weight_norms: Sequence[float] | None,
+        logits: FloatArray,
+        predicted: Targets | None,
     ) -> None:
         assert self.current is not None  # begin_epoch comes first
-        self._timed(self.current.sample, norms, lr, weight_norms)
+        self._timed(self.current.sample, norms, lr, weight_norms, logits, predicted)
 
     def summary(self) -> dict[str, float]:
         return self.current.summary() if self.current is not None else {}
@@ -363,6 +372,14 @@ class Statistics:
         if counted:
             self.seconds += time.perf_counter() - started
         return result
+
+
+def _classes(model: Sequential, data: Splits) -> int:
+    """A classifier's class count (one output: a sigmoid's two classes); 0 for regression."""
+    if not data.classification:
+        return 0
+    outputs = int(list(model.parameters())[-1].value.shape[0])  # the output layer's bias
+    return max(outputs, 2)
 
 
 def _overrides(callback: Callback, event: str) -> bool:
