@@ -97,6 +97,9 @@ def test_regression_targets_are_scaled_by_a_std_below_one_and_kept_in_the_run_dt
     np.testing.assert_allclose(built.y_scale, built.splits.y_train.std(axis=0), rtol=1e-6)
     assert built.y_scale[0] < 0.5  # a std below 1 is a scale, not a constant target
     assert built.data.y_train.dtype == np.float32  # trainer.dtype, not NumPy's float64
+    s, d = built.splits, built.data
+    for raw, scaled in ((s.y_train, d.y_train), (s.y_val, d.y_val), (s.y_test, d.y_test)):
+        np.testing.assert_allclose(scaled, (raw - built.y_mean) / built.y_scale, rtol=1e-5)
 
 
 def test_the_bundle_predicts_raw_rows_as_the_model_does_standardized_ones(tmp_path):
@@ -150,7 +153,7 @@ def test_a_sweeps_job_gets_its_parent_run_name_tags_and_no_plot_worker(tmp_path)
     assert spec["mlp"] == built.mlp_kwargs and spec["classes"] == ["0", "1"]
 
 
-# --- train: callbacks, divergence, bundle ---------------------------------------------------------
+# --- train: callbacks, divergence, bundle --------------------------------------------------------
 
 
 class _Recorder(Callback):
