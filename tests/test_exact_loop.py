@@ -1,0 +1,71 @@
+"""Exact numbers of the training loop, in-process: an epoch's train/loss and train/acc are the
+means over its rows (checked with a learning rate of 1e-30, below float32's rounding, where
+they equal the loss and accuracy of the untouched model on the training split), `lr` is the
+scheduled rate, the statistics reach the epoch's metrics, their cost is the sum of the clocked
+calls, and evaluation in chunks covers every row.
+
+Written for the mutation run (`make mutate`, tests/mutants.md)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from nnexp.data import Splits
+from nnexp.nn import SGD, SigmoidBCE, mlp
+from nnexp.nn.schedules import Constant
+from nnexp.train import Trainer, TrainSettings
+from nnexp.train import trainer as trainer_module
+from nnexp.train.trainer import EVAL_CHUNK, Statistics
+
+
+def _binary(rows: int = 40) -> Splits:
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((rows + 16, 2)).astype(np.float32)
+    y = (X[:, 0] > 0.3).astype(np.float32)
+    return Splits(X[:rows], y[:rows], X[rows:], y[rows:], X[:0], y[:0], task="binary")
+
+
+def _trainer(lr: float, stats=(), epochs: int = 1) -> Trainer:
+    model = mlp(2, [5], 1, activation="tanh", seed=3)
+    return Trainer(
+        model, SigmoidBCE(), SGD(list(model.parameters()), lr=lr), Constant(lr), _binary(),
+        TrainSettings(epochs=epochs, batch_size=16, stats=stats),
+    )  # fmt: skip
+
+
+def test_an_epochs_train_loss_and_accuracy_are_means_over_its_rows():
+    trainer = _trainer(lr=1e-30)  # below float32 rounding: every batch sees the same model
+    X, y = trainer.data.X_train, trainer.data.y_train
+    logits = trainer.model.forward(X, training=False)
+    expected_loss = float(trainer.loss.value_and_grad(logits, y)[0])
+    expected_acc = float(np.mean(trainer.loss.predict(logits).ravel() == y))
+    metrics = trainer.fit()
+    assert abs(metrics["train/loss"] - expected_loss) < 1e-6
+    assert abs(metrics["train/acc"] - expected_acc) < 1e-12
+    assert 0.0 < expected_acc < 1.0  # a test that can tell a mean from a sum
+    assert trainer.history[0]["lr"] == 1e-30
+
+
+def test_the_sampled_statistics_reach_the_epochs_metrics():
+    trainer = _trainer(lr=0.1, stats=("grad_norm",))
+    trainer.fit()
+    assert any(key.startswith("grad_norm/") for key in trainer.history[0])
+    assert trainer.statistics.summary()  # the last epoch's, after training
+    assert Statistics(trainer.params, []).summary() == {}  # no epoch began: nothing
+
+
+def test_the_statistics_cost_is_the_sum_of_the_clocked_calls(monkeypatch):
+    clock = iter(np.arange(100.0))
+    monkeypatch.setattr(trainer_module.time, "perf_counter", lambda: float(next(clock)))
+    stats = Statistics(_trainer(lr=0.1).params, [])
+    stats.grad_norms()
+    stats.grad_norms()
+    assert stats.seconds == 2.0  # two calls, one tick each
+
+
+def test_evaluation_in_chunks_covers_every_row():
+    trainer = _trainer(lr=0.1)
+    X = np.random.default_rng(1).standard_normal((EVAL_CHUNK + 10, 2)).astype(np.float32)
+    logits = trainer.predict_logits(X)
+    assert logits.shape == (EVAL_CHUNK + 10, 1)
+    np.testing.assert_allclose(logits, trainer.model.forward(X, training=False), rtol=1e-6)
