@@ -8,12 +8,16 @@ Written for the mutation run (`make mutate`, tests/mutants.md)."""
 
 from __future__ import annotations
 
+import warnings
+from dataclasses import replace
+
 import numpy as np
+import pytest
 
 from nnexp.data import Splits
-from nnexp.nn import SGD, SigmoidBCE, mlp
+from nnexp.nn import MSE, SGD, SigmoidBCE, mlp
 from nnexp.nn.schedules import Constant
-from nnexp.train import Trainer, TrainSettings
+from nnexp.train import NonFiniteError, Trainer, TrainSettings
 from nnexp.train import trainer as trainer_module
 from nnexp.train.trainer import EVAL_CHUNK, Statistics
 
@@ -69,3 +73,41 @@ def test_evaluation_in_chunks_covers_every_row():
     logits = trainer.predict_logits(X)
     assert logits.shape == (EVAL_CHUNK + 10, 1)
     np.testing.assert_allclose(logits, trainer.model.forward(X, training=False), rtol=1e-6)
+
+
+def test_validation_accuracy_and_rmse_in_the_targets_units():
+    trainer = _trainer(lr=0.1)
+    logits = trainer.model.forward(trainer.data.X_val, training=False)
+    predicted = trainer.loss.predict(logits).ravel()
+    expected = float(np.mean(predicted == trainer.data.y_val))
+    assert trainer.evaluate("val")["val/acc"] == expected and 0.0 < expected < 1.0
+
+    rng = np.random.default_rng(2)
+    X = rng.standard_normal((30, 2)).astype(np.float32)
+    y = (X[:, 0] * 0.5).astype(np.float32)
+    data = Splits(X[:20], y[:20], X[20:], y[20:], X[:0], y[:0], task="regression")
+    data = replace(data, y_scale=3.0)  # targets trained in units of 3
+    model = mlp(2, [4], 1, activation="tanh", seed=0)
+    regression = Trainer(
+        model, MSE(), SGD(list(model.parameters()), lr=0.1), Constant(0.1), data,
+        TrainSettings(epochs=1, batch_size=8, stats=()),
+    )  # fmt: skip
+    residual = model.forward(X[20:], training=False).ravel() - y[20:]
+    rmse = float(np.sqrt(np.mean(residual**2))) * 3.0
+    assert abs(regression.evaluate("val")["val/rmse"] - rmse) < 1e-5 * rmse
+
+
+def test_evaluation_overflow_raises_no_warning_the_guard_reports_it_instead():
+    trainer = _trainer(lr=0.1)
+    first = trainer.params[0]
+    first.value[...] = 1e30  # overflows on every row
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with np.errstate(all="warn"):
+            metrics = trainer.evaluate("val")
+    first.value.flat[0] = np.inf
+    with pytest.raises(NonFiniteError) as err:
+        trainer.guard.check_metrics(metrics | {"val/loss": np.nan}, epoch=2, step=7, lr=0.1)
+    message = str(err.value)
+    assert message.startswith("training diverged at epoch 2, step 7 (evaluation): val/loss is nan")
+    assert f"at {first.name} (lr=0.1)" in message
