@@ -10,13 +10,15 @@ Every message names the key, the value and what is allowed.
 
 Each option of the `optimizer/` and `schedule/` groups has a schema of its own (SGD has no
 beta2), as every `dataset/` option does (from `nnexp.data`): ``optimizer.beta2=0.9`` with
-``optimizer=sgd`` fails at composition instead of being silently ignored.
+``optimizer=sgd`` fails at composition instead of being silently ignored. Those schemas are not
+written here: `nn_schema` builds each from its NumPy class in `nnexp.nn` (the keys and limits
+the class declares beside it, the defaults of its ``__init__``), so each is stated once.
 """
 
 from __future__ import annotations
 
 import inspect
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, make_dataclass
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
@@ -49,20 +51,6 @@ def _require(ok: bool, key: str, value: Any, rule: str) -> None:
 def _check(obj: Any, group: str) -> None:
     """The rules in the metadata of every field of ``obj``'s schema, keys as ``<group>.<field>``."""
     check_fields(obj, type(obj), _fail, prefix=f"{group}.")
-
-
-def _nn_defaults(cls: type) -> dict[str, Any]:
-    """The keyword defaults of a NumPy optimizer's or schedule's constructor: `nnexp.nn` states
-    them (its classes stand alone), the schemas below read them from there."""
-    params = inspect.signature(cls.__init__).parameters.values()
-    return {p.name: p.default for p in params if p.default is not p.empty}
-
-
-_SGD, _RMSPROP = _nn_defaults(OPTIMIZERS["sgd"]), _nn_defaults(OPTIMIZERS["rmsprop"])
-_ADAM, _ADAMW = _nn_defaults(OPTIMIZERS["adam"]), _nn_defaults(OPTIMIZERS["adamw"])
-_STEP, _EXPONENTIAL = _nn_defaults(SCHEDULES["step"]), _nn_defaults(SCHEDULES["exponential"])
-_COSINE, _WARMUP = _nn_defaults(SCHEDULES["cosine"]), _nn_defaults(SCHEDULES["warmup_cosine"])
-_PLATEAU = _nn_defaults(SCHEDULES["plateau"])
 
 
 def _widths(hidden: list[int]) -> bool:
@@ -112,97 +100,83 @@ class ModelConfig:
             )
 
 
-# --- optimizer -----------------------------------------------------------------------------------
+# --- optimizer and schedule: each option's schema, built from its NumPy class --------------------
 
 
 @dataclass
 class OptimizerConfig:
     name: str = MISSING
-    lr: float = bounded(0.1, gt=0, finite=True)
 
     def __post_init__(self) -> None:
         _check(self, "optimizer")
-
-
-@dataclass
-class SGDConfig(OptimizerConfig):
-    name: str = "sgd"
-    momentum: float = bounded(_SGD["momentum"], ge=0, lt=1)
-    nesterov: bool = _SGD["nesterov"]
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.nesterov:
+        if getattr(self, "nesterov", False):  # the one rule across an optimizer's keys
             _require(self.momentum > 0, "optimizer.momentum", self.momentum, "nesterov needs > 0")
 
 
 @dataclass
-class RMSpropConfig(OptimizerConfig):
-    name: str = "rmsprop"
-    lr: float = bounded(0.001, gt=0, finite=True)
-    rho: float = bounded(_RMSPROP["rho"], ge=0, lt=1)
-    eps: float = bounded(_RMSPROP["eps"], gt=0, finite=True)
-
-
-@dataclass
-class AdamConfig(OptimizerConfig):
-    name: str = "adam"
-    lr: float = bounded(0.001, gt=0, finite=True)
-    beta1: float = bounded(_ADAM["beta1"], ge=0, lt=1)
-    beta2: float = bounded(_ADAM["beta2"], ge=0, lt=1)
-    eps: float = bounded(_ADAM["eps"], gt=0, finite=True)
-
-
-@dataclass
-class AdamWConfig(AdamConfig):
-    name: str = "adamw"
-    weight_decay: float = bounded(_ADAMW["weight_decay"], ge=0, finite=True)
-
-
-# --- schedule ------------------------------------------------------------------------------------
-
-
-@dataclass
 class ScheduleConfig:
-    name: str = "constant"
+    name: str = "constant"  # the schedule without keys of its own
 
     def __post_init__(self) -> None:
         _check(self, "schedule")
 
 
-@dataclass
-class StepScheduleConfig(ScheduleConfig):
-    name: str = "step"
-    gamma: float = bounded(_STEP["gamma"], gt=0, le=1)
-    step_size: int = bounded(_STEP["step_size"], ge=1)
+_TYPES = {"float": float, "int": int, "bool": bool}
 
 
-@dataclass
-class ExponentialScheduleConfig(ScheduleConfig):
-    name: str = "exponential"
-    gamma: float = bounded(_EXPONENTIAL["gamma"], gt=0, le=1)
+def _init_parameter(cls: type, key: str) -> inspect.Parameter:
+    """`key` of the first ``__init__`` along `cls`'s bases that names it (AdamW passes Adam's
+    keywords on)."""
+    for klass in cls.__mro__:
+        params = inspect.signature(klass).parameters if klass is not object else {}
+        if key in params and params[key].kind is not inspect.Parameter.VAR_KEYWORD:
+            return params[key]
+    raise TypeError(f"{cls.__name__}: limits name {key!r}, which __init__ does not take")
 
 
-@dataclass
-class CosineScheduleConfig(ScheduleConfig):
-    name: str = "cosine"
-    min_lr: float = bounded(_COSINE["min_lr"], ge=0, finite=True)
-    total: int | None = bounded(None, ge=1)  # epochs; None: trainer.epochs
+def nn_schema(cls: type, name: str, base: type, schema_name: str) -> type:
+    """The config schema of an `nnexp.nn` optimizer or schedule class, registered as `name`: a
+    field for each key of the class's ``limits`` (its bases' first), with its ``__init__``
+    default (None where the argument is required: the runner fills it in) and those limits as
+    its rules (`nnexp.schema.bounded`). A class without keys of its own gets `base` itself."""
+    keys: dict[str, Any] = {}
+    for klass in reversed(cls.__mro__):
+        keys.update(vars(klass).get("limits", {}))
+    if not keys:
+        return base
+    specs: list[tuple[str, Any, Any]] = [("name", str, field(default=name))]
+    for key, limits in keys.items():
+        param = _init_parameter(cls, key)
+        kind: Any = _TYPES[param.annotation]
+        required = param.default is inspect.Parameter.empty
+        default = None if required else param.default
+        specs.append((key, kind | None if required else kind, bounded(default, **limits)))
+    schema = make_dataclass(schema_name, specs, bases=(base,))
+    schema.__module__ = __name__  # where OmegaConf and pickle look for it
+    return schema
 
 
-@dataclass
-class WarmupCosineScheduleConfig(CosineScheduleConfig):
-    name: str = "warmup_cosine"
-    warmup: int = bounded(_WARMUP["warmup"], ge=1)
+def _camel(name: str) -> str:
+    return "".join(part.capitalize() for part in name.split("_"))
 
 
-@dataclass
-class PlateauScheduleConfig(ScheduleConfig):
-    name: str = "plateau"
-    factor: float = bounded(_PLATEAU["factor"], gt=0, lt=1)
-    patience: int = bounded(_PLATEAU["patience"], ge=0)
-    min_delta: float = bounded(_PLATEAU["min_delta"], finite=True)
-    min_lr: float = bounded(_PLATEAU["min_lr"], finite=True)
+OPTIMIZER_SCHEMAS: dict[str, type] = {
+    name: nn_schema(cls, name, OptimizerConfig, f"{cls.__name__}Config")
+    for name, cls in OPTIMIZERS.items()
+}
+SCHEDULE_SCHEMAS: dict[str, type] = {
+    name: nn_schema(cls, name, ScheduleConfig, f"{_camel(name)}ScheduleConfig")
+    for name, cls in SCHEDULES.items()
+}
+# By name, for the code and tests that build configs in Python (and OmegaConf's messages:
+# "Key 'beta2' not in 'SGDConfig'").
+SGDConfig, RMSpropConfig = OPTIMIZER_SCHEMAS["sgd"], OPTIMIZER_SCHEMAS["rmsprop"]
+AdamConfig, AdamWConfig = OPTIMIZER_SCHEMAS["adam"], OPTIMIZER_SCHEMAS["adamw"]
+StepScheduleConfig = SCHEDULE_SCHEMAS["step"]
+ExponentialScheduleConfig = SCHEDULE_SCHEMAS["exponential"]
+CosineScheduleConfig = SCHEDULE_SCHEMAS["cosine"]
+WarmupCosineScheduleConfig = SCHEDULE_SCHEMAS["warmup_cosine"]
+PlateauScheduleConfig = SCHEDULE_SCHEMAS["plateau"]
 
 
 # --- regularization, trainer, tracking -----------------------------------------------------------
@@ -322,20 +296,8 @@ class Config:
 
 
 SCHEMAS: dict[str, dict[str, type]] = {
-    "optimizer": {
-        "sgd": SGDConfig,
-        "rmsprop": RMSpropConfig,
-        "adam": AdamConfig,
-        "adamw": AdamWConfig,
-    },
-    "schedule": {
-        "constant": ScheduleConfig,
-        "step": StepScheduleConfig,
-        "exponential": ExponentialScheduleConfig,
-        "cosine": CosineScheduleConfig,
-        "warmup_cosine": WarmupCosineScheduleConfig,
-        "plateau": PlateauScheduleConfig,
-    },
+    "optimizer": OPTIMIZER_SCHEMAS,
+    "schedule": SCHEDULE_SCHEMAS,
     "dataset": dict(DATASETS),
     "model": {"model": ModelConfig},
     "regularization": {"regularization": RegularizationConfig},

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ast
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
@@ -156,3 +157,34 @@ def test_every_registered_name_has_a_config_file_and_a_schema(group, registry):
         selected |= {n for n in names if f"/schema/{group}/{n}@" in text}
     assert names <= selected, f"{group}: no config file selects {names - selected}"
     assert configs, group
+
+
+def test_an_optimizer_class_states_its_schema():
+    """Adding an optimizer touches its class and one config file: its schema is derived from
+    the class (``limits`` beside it, defaults from ``__init__``, its bases' keys first)."""
+    from dataclasses import fields
+
+    from nnexp.config import ConfigError, OptimizerConfig, nn_schema
+    from nnexp.nn.optim import SGD
+
+    class Lookahead(SGD):  # a made-up optimizer: SGD's keys and one of its own
+        limits: ClassVar[dict] = {"alpha": {"gt": 0, "le": 1}}
+
+        def __init__(self, params, lr: float = 0.2, alpha: float = 0.5, **sgd) -> None:
+            super().__init__(params, lr, **sgd)
+            self.alpha = alpha
+
+    schema = nn_schema(Lookahead, "lookahead", OptimizerConfig, "LookaheadConfig")
+    assert [f.name for f in fields(schema)] == ["name", "lr", "momentum", "nesterov", "alpha"]
+    made = schema()
+    assert (made.name, made.lr, made.momentum, made.nesterov, made.alpha) == (
+        "lookahead",
+        0.2,
+        0.0,
+        False,
+        0.5,
+    )
+    with pytest.raises(ConfigError, match=r"^optimizer\.alpha=0\.0: must be in \(0, 1\]$"):
+        schema(alpha=0.0)
+    with pytest.raises(ConfigError, match=r"^optimizer\.momentum=1\.0: must be in \[0, 1\)$"):
+        schema(momentum=1.0)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Mapping
+from typing import ClassVar
 
 import numpy as np
 from numpy.typing import NDArray
@@ -36,10 +37,16 @@ OPTIMIZERS: Registry[type[Optimizer]] = Registry("optimizer")
 StateDict = dict[str, NDArray[np.number]]
 CastFloat = Callable[[float], np.floating]  # a Python float to the parameters' dtype
 CHUNK = 1 << 16  # elements per update call: 5 arrays of 256 KiB (float32) for Adam
+# A hyperparameter's limits, in the keywords of `nnexp.schema.bounded` (ge, gt, le, lt, finite).
+Limits = Mapping[str, Mapping[str, float | bool]]
 
 
 class Optimizer:
     slots: tuple[str, ...] = ()  # per-parameter state arrays, e.g. ("m", "v") for Adam
+    # The hyperparameters a config may set (``optimizer.<key>``), each with its limits; a
+    # subclass adds its own. Their defaults are those of ``__init__``: `nnexp.config` builds
+    # each optimizer's config schema from the two, so a new optimizer needs no schema of its own.
+    limits: ClassVar[Limits] = {"lr": {"gt": 0, "finite": True}}
 
     def __init__(self, params: Iterable[Parameter], lr: float) -> None:
         self.params = list(params)
@@ -103,8 +110,14 @@ class SGD(Optimizer):
     tests/test_exact_nn.py::test_sgd_with_momentum_and_nesterov_step_by_step.
     """
 
+    limits: ClassVar[Limits] = {"momentum": {"ge": 0, "lt": 1}, "nesterov": {}}
+
     def __init__(
-        self, params: Iterable[Parameter], lr: float, momentum: float = 0.0, nesterov: bool = False
+        self,
+        params: Iterable[Parameter],
+        lr: float = 0.1,
+        momentum: float = 0.0,
+        nesterov: bool = False,
     ) -> None:
         if not 0.0 <= momentum < 1.0:
             raise ValueError(f"momentum must be in [0, 1), got {momentum}")
@@ -143,9 +156,10 @@ class RMSprop(Optimizer):
     """
 
     slots = ("square_avg",)
+    limits: ClassVar[Limits] = {"rho": {"ge": 0, "lt": 1}, "eps": {"gt": 0, "finite": True}}
 
     def __init__(
-        self, params: Iterable[Parameter], lr: float, rho: float = 0.9, eps: float = 1e-8
+        self, params: Iterable[Parameter], lr: float = 0.001, rho: float = 0.9, eps: float = 1e-8
     ) -> None:
         super().__init__(params, lr)
         self.rho, self.eps = rho, eps
@@ -184,11 +198,16 @@ class Adam(Optimizer):
     """
 
     slots = ("m", "v")
+    limits: ClassVar[Limits] = {
+        "beta1": {"ge": 0, "lt": 1},
+        "beta2": {"ge": 0, "lt": 1},
+        "eps": {"gt": 0, "finite": True},
+    }
 
     def __init__(
         self,
         params: Iterable[Parameter],
-        lr: float,
+        lr: float = 0.001,
         beta1: float = 0.9,
         beta2: float = 0.999,
         eps: float = 1e-8,
@@ -232,10 +251,12 @@ class AdamW(Adam):
     tests/test_exact_nn.py::test_adamw_decays_weights_only_and_not_without_weight_decay.
     """
 
+    limits: ClassVar[Limits] = {"weight_decay": {"ge": 0, "finite": True}}
+
     def __init__(
-        self, params: Iterable[Parameter], lr: float, weight_decay: float = 0.01, **adam: float
+        self, params: Iterable[Parameter], *, weight_decay: float = 0.01, **adam: float
     ) -> None:
-        super().__init__(params, lr, **adam)
+        super().__init__(params, **adam)  # lr, beta1, beta2, eps: Adam's, with its defaults
         self.weight_decay = weight_decay
 
     def step(self) -> None:

@@ -7,13 +7,23 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from typing import ClassVar
 
 from nnexp.nn.registry import Registry
 
 SCHEDULES: Registry[type[Schedule]] = Registry("schedule")
+# A hyperparameter's limits, in the keywords of `nnexp.schema.bounded` (ge, gt, le, lt, finite).
+Limits = Mapping[str, Mapping[str, float | bool]]
 
 
 class Schedule:
+    # The hyperparameters a config may set (``schedule.<key>``; lr is the optimizer's), each
+    # with its limits; their defaults are those of ``__init__``, and None for a required one
+    # that the runner fills in (a cosine's total: trainer.epochs). `nnexp.config` builds each
+    # schedule's config schema from the two.
+    limits: ClassVar[Limits] = {}
+
     def __init__(self, lr: float) -> None:
         if not lr > 0:
             raise ValueError(f"learning rate must be > 0, got {lr}")
@@ -42,6 +52,8 @@ class Constant(Schedule):
 class StepDecay(Schedule):
     """lr * gamma^(epoch // step_size), e.g. x0.95 every 10 epochs."""
 
+    limits: ClassVar[Limits] = {"gamma": {"gt": 0, "le": 1}, "step_size": {"ge": 1}}
+
     def __init__(self, lr: float, gamma: float = 0.95, step_size: int = 10) -> None:
         super().__init__(lr)
         if step_size < 1:
@@ -56,6 +68,8 @@ class StepDecay(Schedule):
 class Exponential(Schedule):
     """lr * gamma^epoch."""
 
+    limits: ClassVar[Limits] = {"gamma": {"gt": 0, "le": 1}}
+
     def __init__(self, lr: float, gamma: float = 0.97) -> None:
         super().__init__(lr)
         self.gamma = gamma
@@ -67,6 +81,8 @@ class Exponential(Schedule):
 @SCHEDULES.register("cosine")
 class Cosine(Schedule):
     """Half a cosine from lr down to min_lr over `total` epochs, then min_lr."""
+
+    limits: ClassVar[Limits] = {"min_lr": {"ge": 0, "finite": True}, "total": {"ge": 1}}
 
     def __init__(self, lr: float, total: int, min_lr: float = 0.0) -> None:
         super().__init__(lr)
@@ -83,6 +99,8 @@ class Cosine(Schedule):
 class WarmupCosine(Cosine):
     """Linear warmup from lr/warmup to lr over `warmup` epochs, then cosine to min_lr."""
 
+    limits: ClassVar[Limits] = {"warmup": {"ge": 1}}
+
     def __init__(self, lr: float, total: int, warmup: int = 5, min_lr: float = 0.0) -> None:
         super().__init__(lr, max(total - warmup, 1), min_lr)
         self.warmup = warmup
@@ -97,7 +115,15 @@ class WarmupCosine(Cosine):
 class ReduceOnPlateau(Schedule):
     """Multiply lr by `factor` when the monitored metric has not improved by more than
     `min_delta` for `patience` epochs; never below `min_lr`. `mode`: ``min`` when lower is
-    better (a loss), ``max`` when higher is (an accuracy)."""
+    better (a loss), ``max`` when higher is (an accuracy): the runner sets it from the
+    objective, so it is no config key."""
+
+    limits: ClassVar[Limits] = {
+        "factor": {"gt": 0, "lt": 1},
+        "patience": {"ge": 0},
+        "min_delta": {"finite": True},
+        "min_lr": {"ge": 0, "finite": True},
+    }
 
     def __init__(
         self,
