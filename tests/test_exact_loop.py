@@ -111,3 +111,72 @@ def test_evaluation_overflow_raises_no_warning_the_guard_reports_it_instead():
     message = str(err.value)
     assert message.startswith("training diverged at epoch 2, step 7 (evaluation): val/loss is nan")
     assert f"at {first.name} (lr=0.1)" in message
+
+
+def test_each_epoch_trains_at_its_scheduled_rate_and_is_timed():
+    from nnexp.nn.schedules import Exponential
+
+    trainer = _trainer(lr=0.1, epochs=3)
+    trainer.schedule = Exponential(0.1, gamma=0.5)
+    trainer.fit()
+    assert [h["lr"] for h in trainer.history] == pytest.approx([0.1, 0.05, 0.025])
+    assert all(0.0 < h["time/epoch_s"] < 60.0 for h in trainer.history)
+
+
+def test_callbacks_hear_each_step_with_its_loss_and_the_end_with_the_final_metrics():
+    from nnexp.train import Callback
+
+    class Listener(Callback):
+        def __init__(self) -> None:
+            self.batches: list[tuple] = []
+            self.final: dict | None = None
+
+        def on_batch_end(self, trainer, step, loss):
+            self.batches.append((trainer, step, loss))
+
+        def on_fit_end(self, trainer, metrics):
+            self.final = metrics
+
+    listener = Listener()
+    trainer = _trainer(lr=0.1, epochs=1)
+    trainer.callbacks.append(listener)
+    result = trainer.fit()
+    assert [step for _, step, _ in listener.batches] == [1, 2, 3]  # 40 rows, batches of 16
+    assert all(t is trainer and isinstance(loss, float) and loss > 0 for t, _, loss in
+               listener.batches)  # fmt: skip
+    losses = [loss for _, _, loss in listener.batches]
+    rows = [16, 16, 8]
+    mean = sum(loss * n for loss, n in zip(losses, rows, strict=True)) / 40
+    assert result["train/loss"] == pytest.approx(mean, rel=1e-6)
+    assert listener.final == result
+
+
+def test_non_finite_validation_metrics_name_the_last_step_taken():
+    trainer = _trainer(lr=0.1, epochs=2)
+    trainer.data.X_val[0] = np.nan
+    where = r"^training diverged at epoch 1, step 3 \(evaluation\)"
+    with pytest.raises(NonFiniteError, match=where):
+        trainer.fit()
+
+
+def test_a_diverging_step_raises_the_guards_error_not_a_numpy_warning():
+    rng = np.random.default_rng(0)
+    X = (rng.standard_normal((56, 2)) * 100).astype(np.float32)  # unstandardized
+    y = X[:, 0].copy()
+    data = Splits(X[:40], y[:40], X[40:], y[40:], X[:0], y[:0], task="regression")
+    model = mlp(2, [5], 1, activation="identity", seed=0)
+    trainer = Trainer(
+        model, MSE(), SGD(list(model.parameters()), lr=1.0), Constant(1.0), data,
+        TrainSettings(epochs=5, batch_size=8, stats=("grad_norm",)),
+    )  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # an overflow warning would escape as an exception
+        with np.errstate(all="warn"), pytest.raises(NonFiniteError, match="the loss is inf"):
+            trainer.fit()
+
+
+def test_sampled_update_ratios_use_the_weights_norms_after_the_update():
+    trainer = _trainer(lr=0.1, stats=("grad_norm", "update_ratio"), epochs=1)
+    trainer.fit()
+    ratios = {k: v for k, v in trainer.history[0].items() if k.startswith("update_ratio/")}
+    assert ratios and all(0.0 < v < 1.0 for v in ratios.values())
