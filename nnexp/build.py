@@ -98,7 +98,7 @@ def mlp_kwargs(cfg: Config, in_features: int, out_features: int) -> dict[str, An
         "dropout": reg.dropout_of(m),
         "batch_norm": reg.batch_norm_of(m),
         "residual": m.residual,
-        "dtype": cfg.trainer.dtype,
+        "dtype": cfg.trainer.master_dtype(),
         "seed": cfg.trainer.seed,
     }
 
@@ -123,7 +123,7 @@ def build_optimizer(cfg: Config, model: Sequential) -> Optimizer:
 
 
 def build(cfg: Config) -> Built:
-    dtype = np.dtype(cfg.trainer.dtype)
+    dtype = np.dtype(cfg.trainer.master_dtype())
     schedule = build_schedule(cfg)  # fails on a bad schedule before the data is loaded
     splits = prepare(cfg.dataset, dtype=dtype)
     check_objective(cfg, splits.task)
@@ -189,6 +189,8 @@ def train_settings(cfg: Config) -> TrainSettings:
         stats_every=t.stats_every,
         nan_policy=t.nan_policy,
         objective=t.objective,
+        precision=t.precision_of(),
+        loss_scale=t.loss_scale or "dynamic",
     )
 
 

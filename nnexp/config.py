@@ -27,10 +27,12 @@ from omegaconf import MISSING, OmegaConf
 from nnexp.data import DATASETS
 from nnexp.names import STATISTICS
 from nnexp.nn import ACTIVATIONS, INITIALIZERS, LOSSES, OPTIMIZERS, SCHEDULES
+from nnexp.nn.amp import parse_loss_scale
 from nnexp.objective import MODES, Objective, direction_of
 from nnexp.schema import bounded, check_fields, checked, choice
 
 DTYPES = ("float32", "float64")
+PRECISIONS = (*DTYPES, "mixed")
 STATS = STATISTICS  # nnexp.names
 
 
@@ -221,6 +223,14 @@ class GradClipConfig:
         _check(self, "trainer.grad_clip")
 
 
+def _loss_scale(value: str) -> bool:
+    try:
+        parse_loss_scale(value)
+    except ValueError:
+        return False
+    return True
+
+
 def _train_or_val(objective: str) -> bool:
     return objective.startswith(("val/", "train/"))
 
@@ -229,7 +239,15 @@ def _train_or_val(objective: str) -> bool:
 class TrainerConfig:
     epochs: int = bounded(100, ge=1)
     batch_size: int = bounded(32, ge=1)
-    dtype: str = choice("float32", DTYPES)
+    # The arithmetic of training: float32 (default), float64 (exact gradient checks), or mixed:
+    # float16 forward and backward passes on float32 master weights, with loss scaling
+    # (nnexp.nn.amp). trainer.dtype is the older key, an alias: float32|float64; setting both
+    # to different values is refused.
+    precision: str | None = choice(None, PRECISIONS)
+    dtype: str | None = choice(None, DTYPES)
+    # Under precision=mixed only (None: dynamic): dynamic (start at 2^16, halve and skip the
+    # step on an Inf/NaN gradient, double after 2000 clean steps), none, or a number (static).
+    loss_scale: str | None = checked(None, _loss_scale, "must be dynamic, none or a number > 0")
     seed: int = bounded(0, ge=0)
     grad_clip: GradClipConfig = field(default_factory=GradClipConfig)
     # epochs between epoch_NNNN.npz (0: only best and last)
@@ -260,6 +278,19 @@ class TrainerConfig:
 
     def __post_init__(self) -> None:
         _check(self, "trainer")
+        if self.precision and self.dtype and self.precision != self.dtype:
+            raise _fail(
+                "trainer.dtype",
+                self.dtype,
+                f"an alias of trainer.precision, which is {self.precision!r}: set one of them",
+            )
+        if self.loss_scale is not None:
+            _require(
+                self.precision_of() == "mixed",
+                "trainer.precision (with trainer.loss_scale)",
+                self.precision_of(),
+                "loss scaling needs mixed",
+            )
         try:
             direction_of(self.objective, self.objective_mode)
         except ValueError as exc:
@@ -268,6 +299,15 @@ class TrainerConfig:
     def objective_spec(self) -> Objective:
         """The objective and its direction (`trainer.objective_mode`, auto by the metric)."""
         return Objective.of(self.objective, self.objective_mode)
+
+    def precision_of(self) -> str:
+        """trainer.precision, else its alias trainer.dtype, else float32."""
+        return self.precision or self.dtype or "float32"
+
+    def master_dtype(self) -> str:
+        """The dtype of the weights, the optimizer's state and the data: float32 under mixed
+        (the master weights), else the precision itself."""
+        return "float32" if self.precision_of() == "mixed" else self.precision_of()
 
 
 @dataclass

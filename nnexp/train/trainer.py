@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import numpy as np
 from numpy.typing import NDArray
 
-from nnexp.names import STATISTICS
+from nnexp.names import AMP_LOSS_SCALE, AMP_SKIPPED_STEPS, STATISTICS, underflow_key
 from nnexp.nn import (
     Activation,
     BatchNorm1d,
@@ -36,9 +36,10 @@ from nnexp.nn import (
     grad_norms,
     param_norms,
 )
+from nnexp.nn.amp import FullPrecision, HalfPrecision, LossScaler
 from nnexp.nn.module import FloatArray, Targets
 from nnexp.nn.workspace import Workspace
-from nnexp.train.callbacks import Callback
+from nnexp.train.callbacks import Callback, State
 from nnexp.train.divergence import DivergenceGuard, NonFiniteError
 
 if TYPE_CHECKING:
@@ -63,6 +64,8 @@ class TrainSettings:
     stats_every: int = 1  # steps between statistics samples
     nan_policy: str = "raise"  # or "stop": end training, keep the last good state
     objective: str = "val/loss"
+    precision: str = "float32"  # or float64, or mixed: float16 passes (nnexp.nn.amp)
+    loss_scale: str = "dynamic"  # under mixed: dynamic, none, or a number (static)
 
 
 class Trainer:
@@ -97,6 +100,13 @@ class Trainer:
         # A batch of one cannot be batch-normalized: fold such a remainder into the last batch.
         self._min_batch = 2 if any(isinstance(m, BatchNorm1d) for m in model.modules) else 1
         self.guard = DivergenceGuard(model, self.params, schedule, RESULTS)
+        # The passes of a step: the model's own, or float16 ones with loss scaling (mixed).
+        self.scaler: LossScaler | None = None
+        self.compute: FullPrecision | HalfPrecision = FullPrecision(model)
+        if settings.precision == "mixed":
+            self.scaler = LossScaler(settings.loss_scale)
+            self.compute = HalfPrecision(model, self.scaler)
+            self.callbacks.append(ScalerState(self.scaler))  # checkpointed, restored on resume
         # The current batch.
         self._xb: Workspace[np.floating] = Workspace()
         self._yb: Workspace[np.integer | np.floating] = Workspace()
@@ -175,32 +185,43 @@ class Trainer:
                 weight_norms = stats.weight_norms() if sample else None  # spare the guard a pass
                 guard.check_weights(step, weight_norms)  # covers the gradients too
                 self.global_step = step
-                if sample:
-                    assert norms is not None  # _clip computes them on every sampled step
+                if sample and norms is not None:  # None: a step the loss scaler skipped
                     predicted = self.loss.predict(logits) if stats.classes else None
                     stats.sample(norms, lr, weight_norms, logits, predicted)
                 totals.add(loss, logits, yb)
                 for cb in listeners:
                     cb.on_batch_end(self, step, loss)
-        return totals.metrics(lr) | stats.summary()
+        return totals.metrics(lr) | stats.summary() | self._amp_metrics()
 
     def _step(
         self, xb: FloatArray, yb: Targets, step: int, sample: bool
     ) -> tuple[float, FloatArray, list[float] | None]:
         """One step of gradient descent — forward, loss, backward, L2, clipping, update — with
         the checks that must come before the update. Returns the loss, the logits and the
-        gradient norms before clipping (if computed: sampled steps and clipping by norm)."""
-        logits = self.model.forward(xb, training=True)
-        if sample:
-            self.statistics.activations_now()
-        loss, dlogits = self.loss.value_and_grad(logits, yb)
-        self.guard.check_loss(loss, xb, step)
-        self.model.backward(dlogits, need_dx=False)
+        gradient norms before clipping (if computed: sampled steps and clipping by norm; None
+        for a step the loss scaler skips under trainer.precision=mixed: no update)."""
+        compute = self.compute  # the model's passes, or their float16 emulation (nnexp.nn.amp)
+        with compute.step():
+            logits = compute.forward(xb)
+            if sample:
+                self.statistics.activations_now()
+            loss, dlogits = self.loss.value_and_grad(logits, yb)
+            self.guard.check_loss(loss, xb, step)
+            if not compute.backward(dlogits, sample):  # the scaled gradients overflowed
+                return loss, logits, None
         if self.settings.l2:
             add_l2_grad(self.params, self.settings.l2)
         norms = self._clip(step, sample)
         self.optimizer.step()
         return loss, logits, norms
+
+    def _amp_metrics(self) -> dict[str, float]:
+        """Under mixed precision: the loss scale, the steps skipped so far, and per layer the
+        fraction of gradient entries float16 flushed to zero (on the epoch's sampled steps)."""
+        if self.scaler is None or not isinstance(self.compute, HalfPrecision):
+            return {}
+        out = {AMP_LOSS_SCALE: self.scaler.scale, AMP_SKIPPED_STEPS: self.scaler.skipped_steps}
+        return out | {underflow_key(k): v for k, v in self.compute.underflow().items()}
 
     def _clip(self, step: int, sample: bool) -> list[float] | None:
         """``trainer.grad_clip``: by value, by global norm. The guard looks at the gradients
@@ -296,6 +317,22 @@ class Trainer:
                 cb.on_exception(self, exc)
             except Exception as inner:  # never mask the original error
                 print(f"warning: {type(cb).__name__}.on_exception failed: {inner!r}")
+
+
+class ScalerState(Callback):
+    """The loss scaler's state in checkpoints (``callback/loss_scaler/*``): a resumed mixed
+    run scales, skips and grows exactly as the uninterrupted one."""
+
+    state_key = "loss_scaler"
+
+    def __init__(self, scaler: LossScaler) -> None:
+        self.scaler = scaler
+
+    def state_dict(self) -> State:
+        return dict(self.scaler.state_dict())
+
+    def load_state_dict(self, state: State) -> None:
+        self.scaler.load_state_dict({k: np.asarray(v, dtype=np.float64) for k, v in state.items()})
 
 
 class _Totals:
