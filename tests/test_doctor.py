@@ -7,9 +7,9 @@ check and its fix."""
 
 from __future__ import annotations
 
+import resource
 import subprocess
 import sys
-import time
 
 import pytest
 from conftest import cli_env
@@ -209,13 +209,15 @@ def _status(proc: subprocess.CompletedProcess, check: str) -> str:
 
 
 def test_check_passes_the_default_config_in_seconds_and_records_a_run(cli):
-    started = time.monotonic()
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     proc = _check(cli.workdir)
-    took = time.monotonic() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    # CPU seconds, not wall time: the suite shares 2 cores (wall time reached 35 s under -n 2).
+    took = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     for check in ("data", "initial loss", "gradient check", "overfit", "learning-rate"):
         assert _status(proc, check) == "PASS", proc.stdout
-    assert took < 30  # the issue asks < 10 s; a loaded shared machine gets slack
+    assert took < 10, f"{took:.1f} s of CPU"  # the issue's bound (alone: ~2-4 s wall)
     (run,) = cli.runs()
     assert run.data.tags[TAG_KIND] == "check" and run.info.status == "FINISHED"
     files = {a.path for a in cli.client().list_artifacts(run.info.run_id)}
