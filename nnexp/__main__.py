@@ -11,6 +11,7 @@ import gc
 import os
 import sys
 import threading
+import traceback
 
 if __name__ == "__main__":  # the program (not an import): see `entry` for why, before imports
     gc.disable()
@@ -31,12 +32,39 @@ def entry() -> None:
 
     cli.PROCESS_CALLBACKS.append(SetAsideStartupObjects)
     sys.argv[1:] = _experiment_alias(sys.argv[1:])
+    # Hydra prints its own errors in several lines and exits 1, like a crash; told to raise
+    # them, it leaves the report to `_failed` (unless the user asked for its full traces).
+    full_traces = os.environ.get("HYDRA_FULL_ERROR") == "1"
+    os.environ["HYDRA_FULL_ERROR"] = "1"
     try:
         with phase("config (Hydra, validation)"):  # what the phases inside do not cover
             cli.main()
     except SystemExit as exc:
         _exit_now(exc.code)
+    except Exception as exc:
+        if full_traces:
+            raise
+        _exit_now(_failed(exc, sys.argv[1:]))
     _exit_now(0)
+
+
+def _failed(exc: Exception, args: list[str]) -> int:
+    """The exit code of an error that escaped the task (the task maps its own: `nnexp.cli`):
+    a composition error (bad command line) 2, an error of the contract (a sweep's store) its
+    code, each as one line; anything else is a bug, and keeps its traceback (exit 1)."""
+    from nnexp import cli
+    from nnexp.composition import is_composition_error, one_line
+
+    if is_composition_error(exc):
+        code, line = 2, one_line(exc, args)
+    else:
+        kinds = [c for kind, c in cli.EXIT_CODES.items() if isinstance(exc, kind)]
+        if not kinds:
+            traceback.print_exception(exc)
+            return 1
+        code, line = kinds[0], str(exc)
+    print(f"nnexp: error: {line}", file=sys.stderr)
+    return code
 
 
 class SetAsideStartupObjects(Callback):

@@ -18,12 +18,14 @@ from omegaconf.errors import OmegaConfBaseException
 
 import nnexp
 from nnexp.build import Job, build, build_trainer
+from nnexp.composition import composed
 from nnexp.config import Config, ConfigError, register_configs
 from nnexp.data import DatasetError, validate_spec
 from nnexp.objective import Objective
 from nnexp.resume import ResumeError, ResumePlan, job_overrides, plan_resume, resume_key
 from nnexp.timing import phase
-from nnexp.tracking.server import TrackingUnavailable, check_reachable
+from nnexp.tracking.server import TrackingUnavailable
+from nnexp.tracking.store import prepare_store
 from nnexp.train.blas import deterministic_blas
 from nnexp.train.callbacks import Callback
 from nnexp.train.checkpoint import CheckpointError
@@ -34,20 +36,27 @@ register_configs()
 
 USER_ERRORS = (ConfigError, DatasetError, OmegaConfBaseException, CheckpointError, ResumeError)
 # A run that fails with one clear line (no traceback) exits with a code saying which kind:
-# 2 a bad config, data file, checkpoint or resume target; 3 diverged; 4 no tracking store.
+# 2 a bad config, data file, checkpoint or resume target, or a file that cannot be read or
+# written (permissions, a full disk: OSError); 3 diverged; 4 no usable tracking store.
 EXIT_CODES: dict[type[BaseException], int] = {NonFiniteError: 3, TrackingUnavailable: 4}
-EXIT_CODES |= dict.fromkeys(USER_ERRORS, 2)
+EXIT_CODES |= dict.fromkeys((*USER_ERRORS, OSError), 2)
 
 
 def validated(cfg: DictConfig) -> Config:
     """The config as objects; every schema's value rules run here, before data is touched."""
-    obj = OmegaConf.to_object(cfg)
+    obj = composed(cfg, _overrides())  # with no +unknown keys, booleans as booleans
     spec = obj.dataset
     if getattr(spec, "path", ""):
         # Relative data paths mean the user's working directory, wherever Hydra writes outputs.
         spec.path = str(Path(hydra.utils.to_absolute_path(spec.path)))
     validate_spec(spec)
     return obj
+
+
+def _overrides() -> list[str]:
+    from hydra.core.hydra_config import HydraConfig
+
+    return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
 
 
 def validate_shared(cfg: DictConfig, swept: Sequence[str]) -> None:
@@ -79,10 +88,9 @@ def _run(cfg: DictConfig, conf: Config) -> float:
     from nnexp.train import load_checkpoint, load_history, restore
 
     job = _job(cfg)
-    if conf.tracking.enabled:
-        uri = conf.tracking.uri or os.environ.get("MLFLOW_TRACKING_URI")
-        if uri:
-            check_reachable(uri)  # seconds, not MLflow's minutes of retries; before the data
+    if conf.tracking.enabled:  # the store and experiment, under sqlite's lock; before the data
+        with phase("tracking: open store"):
+            prepare_store(conf.tracking.uri, conf.tracking.experiment)
     plan = _plan_resume(conf, job) if conf.trainer.resume else None
     if plan and plan.skip:
         return float(plan.run.data.metrics.get(conf.trainer.objective, float("nan")))

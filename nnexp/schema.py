@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Callable, Collection, Mapping
-from dataclasses import MISSING, field, fields
+from dataclasses import MISSING, field, fields, is_dataclass
 from typing import Any
 
 Fail = Callable[[str, Any, str], Exception]  # (key, value, rule) -> the error to raise
@@ -114,6 +114,18 @@ def check_fields(
     for f in fields(schema):
         if f.metadata:
             check_value(prefix + f.name, getattr(obj, f.name), f.metadata, fail, interval=interval)
+
+
+def unknown_keys(obj: Any, prefix: str = "") -> list[str]:
+    """The dotted names of attributes a dataclass instance (and those in its fields) holds
+    beyond its schema's fields: what ``+key=value`` forces into a structured config."""
+    if not is_dataclass(obj) or isinstance(obj, type):
+        return []
+    names = {f.name for f in fields(obj)}
+    extra = [prefix + k for k in vars(obj) if k not in names and not k.startswith("_")]
+    for name in names:
+        extra += unknown_keys(getattr(obj, name), f"{prefix}{name}.")
+    return sorted(extra)
 
 
 def default_of(schema: type, name: str) -> Any:

@@ -52,12 +52,18 @@ def resolve_path(raw: str) -> Path:
     path = Path(os.path.expanduser(raw))
     if not path.exists():
         raise bad("path", raw, f"no such file (relative paths start at {Path.cwd()})")
-    if not path.is_file():
+    if path.is_dir():
         raise bad("path", raw, "is a directory, not a file")
+    if not path.is_file():  # opening a FIFO would wait for a writer forever
+        raise bad("path", raw, "is not a regular file (a FIFO, socket or device)")
     if path.suffix.lower() not in FILE_SUFFIXES:
         raise bad("path", raw, f"unsupported file type; allowed: {', '.join(FILE_SUFFIXES)}")
     if path.stat().st_size == 0:
         raise bad("path", raw, "the file is empty")
+    try:
+        path.open("rb").close()  # unreadable: said now, before any work
+    except OSError as exc:
+        raise bad("path", raw, f"cannot be read ({exc.strerror or exc})") from None
     return path
 
 
@@ -270,7 +276,10 @@ def _read_npz(path: Path, spec: Any) -> Table:
 def load_file(spec: Any) -> Dataset:
     """Read, check finiteness, decide the task and encode labels (call check_file first)."""
     path = resolve_path(spec.path)
-    table = _READERS[path.suffix.lower()](path, spec)
+    try:
+        table = _READERS[path.suffix.lower()](path, spec)
+    except OSError as exc:  # a disk or network file system failing mid-read
+        raise bad("path", spec.path, f"cannot be read ({exc.strerror or exc})") from None
     _require_finite(table, spec)
     task = _task(table.y, table.where, spec)
     if task == "regression":

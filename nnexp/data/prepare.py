@@ -9,6 +9,7 @@ import numpy as np
 from nnexp.data.errors import DatasetError
 from nnexp.data.registry import load_dataset
 from nnexp.data.scaling import apply_standardization, fit_standardization
+from nnexp.data.specs import MIN_SAMPLES
 from nnexp.data.split import Splits, make_splits, split_indices
 
 
@@ -20,6 +21,12 @@ def prepare(spec: Any, dtype: Any = np.float32) -> Splits:
     if dtype.kind != "f":
         raise DatasetError(f"dtype={dtype}: must be a floating type (float32 or float64)")
     ds = load_dataset(spec)
+    if len(ds.y) < MIN_SAMPLES:  # (a generator's n_samples has the same bound: specs)
+        where = f"dataset.path={spec.path!r}" if getattr(spec, "path", "") else "dataset"
+        raise DatasetError(
+            f"{where}: {len(ds.y)} rows, too few to split into training, validation and test "
+            f"sets: at least {MIN_SAMPLES} are needed"
+        )
     labels = ds.y if ds.is_classification else None
     parts = split_indices(
         labels, spec.val_fraction, spec.test_fraction, spec.seed, n=len(ds.y), classes=ds.classes

@@ -1,8 +1,10 @@
 """The tracking store as a whole: creating its schema and an experiment once, under a lock.
 
 A new sqlite file is migrated by the first process that opens it; two processes that open it
-at once race on the migrations (and lose runs to ``Default``), so creation happens under an
-exclusive file lock beside the database.
+at once race on the migrations (and lose runs to ``Default``, or leave the store unusable:
+``table _alembic_tmp_... already exists``), so creation happens under an exclusive file lock
+beside the database — for a sweep's parent and for every single run alike. A store that cannot
+be opened is `TrackingUnavailable` (exit 4) within seconds.
 """
 
 from __future__ import annotations
@@ -13,6 +15,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from nnexp.tracking.link import first_line
+from nnexp.tracking.server import TrackingUnavailable, check_reachable, resolve_uri
+
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
@@ -22,7 +27,7 @@ def store_lock(uri: str) -> Iterator[None]:
     """An exclusive lock beside a sqlite store's file (other stores serialize themselves), so
     two sweeps started at once do not both migrate a new database."""
     prefix = "sqlite:///"
-    if not uri.startswith(prefix):
+    if not uri.startswith(prefix) or uri == f"{prefix}:memory:":
         yield
         return
     db = Path(uri[len(prefix) :])
@@ -36,13 +41,25 @@ def store_lock(uri: str) -> Iterator[None]:
 
 
 def prepare_store(uri: str | None, experiment: str) -> tuple[MlflowClient, str]:
-    """Create the store's schema and the experiment once, before any job starts: parallel jobs
-    on a new sqlite file raced on schema migrations and lost runs to ``Default``."""
+    """Open the store (``None``: MLflow's default) and create its schema and the experiment
+    once, under the lock, before any job or data: parallel runs on a new sqlite file raced on
+    schema migrations. Every failure is `TrackingUnavailable`, in seconds (a probe first, not
+    MLflow's minutes of retries), naming the store."""
+    uri = resolve_uri(uri)
+    check_reachable(uri)  # before importing MLflow (a second or more)
     from mlflow import MlflowClient
 
-    client = MlflowClient(uri)
-    with store_lock(client.tracking_uri):
-        experiment_id = get_or_create_experiment(client, experiment)
+    try:
+        with store_lock(uri):
+            client = MlflowClient(uri)
+            experiment_id = get_or_create_experiment(client, experiment)
+    except ValueError as exc:  # a deleted experiment: the message says what to do
+        raise TrackingUnavailable(str(exc)) from None
+    except Exception as exc:  # the store refused: an old schema, a locked or broken database
+        raise TrackingUnavailable(
+            f"tracking.uri={uri}: cannot open the MLflow store ({type(exc).__name__}: "
+            f"{first_line(exc)}); point tracking.uri elsewhere, or tracking.enabled=false"
+        ) from None
     return client, experiment_id
 
 

@@ -2,13 +2,19 @@
 
 Keys: ``format``, ``param/<name>``, ``buffer/<name>``, ``optim/<key>``, ``schedule/<key>``,
 ``epoch``, ``global_step``, ``stopped`` (a callback ended training), ``rng`` (the shuffling
-generator's state as JSON text), ``dropout_rng/<layer>`` and ``callback/<key>/<name>`` (the state
-of callbacks that steer training, e.g. early stopping). Everything a resumed run needs to continue
-bit for bit; the per-epoch metrics live next to it in ``history.jsonl`` (appended, not rewritten).
+generator's state as JSON text), ``dropout_rng/<layer>``, ``callback/<key>/<name>`` (the state
+of callbacks that steer training, e.g. early stopping) and ``meta`` (JSON: what the run was
+trained with — its layers with their kinds, activations and normalization, the dtype, the
+optimizer and its hyperparameters). Everything a resumed run needs to continue bit for bit; the
+per-epoch metrics live next to it in ``history.jsonl`` (appended, not rewritten).
 
 Loading refuses, with a message naming the file: a missing, truncated or corrupted file, a file
-with pickled objects (``allow_pickle=False``: a crafted checkpoint cannot run code), a file that
-is not an nnexp checkpoint, and a checkpoint of another architecture, dtype or optimizer.
+that is not an .npz at all (random bytes, a pickle), an archive with pickled objects
+(``allow_pickle=False``: a crafted checkpoint cannot run code), an archive that is not an nnexp
+checkpoint or whose RNG state is not one, and a checkpoint of other layers (kinds, activations,
+widths), another dtype or another optimizer — naming the difference. A checkpoint written before
+``meta`` existed is checked by its arrays' names, shapes and dtypes alone. Files are created with
+the permissions the umask gives (a teammate can resume from a shared directory).
 """
 
 from __future__ import annotations
@@ -19,20 +25,20 @@ import os
 import tempfile
 import zipfile
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
 
 from nnexp.names import HISTORY_FILE
 from nnexp.nn import Dropout
-from nnexp.nn.module import FloatArray
+from nnexp.nn.module import FloatArray, Parameter
 from nnexp.train.callbacks import State
 
 if TYPE_CHECKING:
     from nnexp.train.trainer import Trainer
 
-FORMAT = 1
+FORMAT = 1  # (``meta`` is optional: added without a new format, older files still load)
 REQUIRED = ("epoch", "global_step", "rng")
 
 
@@ -45,7 +51,7 @@ def _json(obj: object) -> NDArray[np.str_]:
 
 
 def trainer_state(trainer: Trainer) -> State:
-    state: State = {"format": np.asarray(FORMAT)}
+    state: State = {"format": np.asarray(FORMAT), "meta": _json(trained_with(trainer))}
     state |= {f"param/{p.name}": p.value for p in trainer.params}
     state |= {f"buffer/{k}": v for k, v in trainer.model.buffers().items()}
     state |= {f"optim/{k}": v for k, v in trainer.optimizer.state_dict().items()}
@@ -63,6 +69,47 @@ def trainer_state(trainer: Trainer) -> State:
     return state
 
 
+# Hyperparameters an optimizer may have (nnexp.nn.optim): recorded, compared on resume.
+HYPERPARAMETERS = ("lr", "momentum", "nesterov", "rho", "beta1", "beta2", "eps", "weight_decay")
+
+
+def trained_with(trainer: Trainer) -> dict[str, Any]:
+    """What a checkpoint's weights mean: the layers (kind, a dense layer's shape, an
+    activation's alpha), the dtype, the optimizer and its hyperparameters."""
+    layers = []
+    for m in trainer.model.modules:
+        if isinstance(m, Dropout):  # regularization: may be turned on or off on resume
+            continue
+        kind = str(getattr(m, "kind", type(m).__name__))
+        if isinstance(getattr(m, "W", None), Parameter):
+            kind += " {}x{}".format(*m.W.value.shape)
+        if hasattr(m, "alpha"):
+            kind += f"(alpha={m.alpha:g})"
+        layers.append(kind)
+    optimizer = trainer.optimizer
+    return {
+        "layers": layers,
+        "dtype": str(trainer.params[0].value.dtype) if trainer.params else "",
+        "optimizer": type(optimizer).__name__,
+        "hyperparameters": {  # plain numbers: the state may hold NumPy scalars
+            k: _plain(getattr(optimizer, k)) for k in HYPERPARAMETERS if hasattr(optimizer, k)
+        },
+    }
+
+
+def _plain(value: Any) -> bool | float:
+    return value if isinstance(value, bool) else float(value)
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)  # (the only way to read it; set back at once)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _umask()  # read once, at import (setting it is process-wide)
+
+
 def save_checkpoint(path: str | Path, state: State) -> Path:
     """Write to a temporary file in the same directory, then rename: a crash mid-write never
     leaves a truncated checkpoint under the real name."""
@@ -70,14 +117,17 @@ def save_checkpoint(path: str | Path, state: State) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp's 0600 would lock teammates out
         with os.fdopen(fd, "wb") as f:
             # mypy matches **state against savez's allow_pickle: bool too; all are arrays.
             np.savez(f, **state)  # type: ignore[arg-type]
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError) and exc.errno and exc.filename is None:
+            exc.filename = str(path)  # a full disk: say which file could not be written
         raise
     _fsync_dir(path.parent)  # make the rename itself survive a power cut
     return path
@@ -98,6 +148,7 @@ def load_checkpoint(path: str | Path) -> State:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path}: no such file")
+    _check_magic(path)
     try:
         with np.load(path, allow_pickle=False) as f:
             if not isinstance(f, np.lib.npyio.NpzFile):
@@ -118,6 +169,29 @@ def load_checkpoint(path: str | Path) -> State:
     return state
 
 
+ZIP_MAGIC = b"PK\x03\x04"  # an .npz is a zip archive
+PICKLE_MAGIC = b"\x80"  # pickle protocol 2 and later
+
+
+def _check_magic(path: Path) -> None:
+    """Refuse what is not an .npz before NumPy reads it (NumPy calls anything it does not
+    recognize "pickled data"): random bytes, an .npy, a pickle."""
+    try:
+        with path.open("rb") as f:
+            head = f.read(len(ZIP_MAGIC))
+    except OSError as exc:
+        raise CheckpointError(f"checkpoint {path}: cannot be read ({exc.strerror})") from None
+    if head == ZIP_MAGIC:
+        return
+    if head.startswith(PICKLE_MAGIC):
+        what = "a Python pickle (refused: loading one can run code)"
+    elif head.startswith(b"\x93NUMPY"):
+        what = "a single .npy array"
+    else:
+        what = "of unknown content" if head else "empty"
+    raise CheckpointError(f"checkpoint {path}: not an nnexp checkpoint (an .npz archive): {what}")
+
+
 def _check_structure(path: Path, state: State) -> None:
     missing = [k for k in REQUIRED if k not in state]
     if missing or not any(k.startswith("param/") for k in state):
@@ -134,7 +208,7 @@ def _check_structure(path: Path, state: State) -> None:
         if state[key].shape != () or state[key].dtype.kind not in "iu" or int(state[key]) < 0:
             raise CheckpointError(f"checkpoint {path}: {key} is not a step count")
     for key, value in state.items():
-        if key in ("rng", "stopped") or key.startswith("dropout_rng/"):
+        if key in ("rng", "stopped", "meta") or key.startswith("dropout_rng/"):
             try:
                 json.loads(str(value))
             except ValueError:
@@ -145,6 +219,13 @@ def restore(trainer: Trainer, state: State, source: str = "checkpoint") -> None:
     """Load `state` into the trainer. Every mismatch of names, shapes, dtypes or optimizer is
     found before anything is changed, and reported naming `source`."""
     targets = _check_compatible(trainer, state, source)
+    if int(state["epoch"]) > trainer.settings.epochs:
+        raise CheckpointError(
+            f"{source}: is at epoch {int(state['epoch'])}, past trainer.epochs="
+            f"{trainer.settings.epochs}: nothing to train; set trainer.epochs above "
+            f"{int(state['epoch'])} to train on"
+        )
+    rngs = _check_rngs(trainer, state, source)
     for key, target in targets.items():
         np.copyto(target, state[key])
     schedule = {
@@ -156,10 +237,8 @@ def restore(trainer: Trainer, state: State, source: str = "checkpoint") -> None:
     if "stopped" in state:
         stop, reason = json.loads(str(state["stopped"]))
         trainer.should_stop, trainer.stop_reason = bool(stop), str(reason)
-    trainer.rng.bit_generator.state = json.loads(str(state["rng"]))
-    for m in trainer.model.modules:
-        if isinstance(m, Dropout) and f"dropout_rng/{m.name}" in state:
-            m.rng.bit_generator.state = json.loads(str(state[f"dropout_rng/{m.name}"]))
+    for generator, rng_state in rngs:
+        generator.bit_generator.state = rng_state
     for cb in trainer.callbacks:
         prefix = f"callback/{cb.state_key}/"
         own = {k.removeprefix(prefix): v for k, v in state.items() if k.startswith(prefix)}
@@ -167,10 +246,67 @@ def restore(trainer: Trainer, state: State, source: str = "checkpoint") -> None:
             cb.load_state_dict(own)
 
 
+def _check_rngs(
+    trainer: Trainer, state: State, source: str
+) -> list[tuple[np.random.Generator, dict[str, object]]]:
+    """Each generator with the state to put in it, tried on a copy first: a state of another
+    bit generator, or a malformed one, is named before anything is changed."""
+    pairs = [(trainer.rng, "rng")]
+    pairs += [
+        (m.rng, f"dropout_rng/{m.name}")
+        for m in trainer.model.modules
+        if isinstance(m, Dropout) and f"dropout_rng/{m.name}" in state
+    ]
+    out = []
+    for generator, key in pairs:
+        rng_state = json.loads(str(state[key]))
+        trial = type(generator.bit_generator)()
+        try:
+            trial.state = rng_state
+        except (ValueError, TypeError, KeyError, OverflowError) as exc:
+            raise CheckpointError(
+                f"{source}: {key} is not a {type(trial).__name__} state ({exc})"
+            ) from None
+        out.append((generator, rng_state))
+    return out
+
+
+def _check_trained_with(trainer: Trainer, state: State, source: str) -> None:
+    """The checkpoint's layers and optimizer against this run's, the first difference named
+    (older checkpoints have no ``meta``: their arrays are checked below)."""
+    if "meta" not in state:
+        return
+    was, now = json.loads(str(state["meta"])), trained_with(trainer)
+    old_layers: list[str] = list(was.get("layers", []))
+    layers: list[str] = now["layers"]
+    if old_layers != layers:
+        diff = next(
+            (i for i, (a, b) in enumerate(zip(old_layers, layers, strict=False)) if a != b),
+            min(len(old_layers), len(layers)),
+        )
+        theirs = old_layers[diff] if diff < len(old_layers) else "nothing"
+        ours = layers[diff] if diff < len(layers) else "nothing"
+        raise CheckpointError(
+            f"{source}: other architecture: module {diff} is {theirs} in the checkpoint, "
+            f"{ours} in this run (checkpoint: {', '.join(old_layers)}; change model.* back)"
+        )
+    if was.get("dtype") and was["dtype"] != now["dtype"]:
+        raise CheckpointError(
+            f"{source}: other dtype: the checkpoint is {was['dtype']}, this run uses "
+            f"{now['dtype']} (trainer.dtype)"
+        )
+    if was.get("optimizer", now["optimizer"]) != now["optimizer"]:
+        raise CheckpointError(
+            f"{source}: other optimizer: the checkpoint was trained with {was['optimizer']}, "
+            f"this run uses {now['optimizer']} (optimizer=...)"
+        )
+
+
 def _check_compatible(trainer: Trainer, state: State, source: str) -> dict[str, FloatArray]:
     """The trainer's arrays that `state` fills (weights, buffers), once the checkpoint's
     architecture, dtype and optimizer state are known to fit; the optimizer's state is
     validated (and then loaded) by the optimizer itself."""
+    _check_trained_with(trainer, state, source)
     targets = {f"param/{p.name}": p.value for p in trainer.params}
     targets |= {f"buffer/{k}": v for k, v in trainer.model.buffers().items()}
     missing = sorted(set(targets) - set(state))
