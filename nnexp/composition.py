@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 from hydra.errors import HydraException, OverrideParseException
 from omegaconf import DictConfig, OmegaConf
@@ -45,7 +45,7 @@ def composed(cfg: DictConfig, overrides: Sequence[str]) -> Config:
         current = OmegaConf.select(cfg, override.key_or_group, default=None)
         if isinstance(current, bool) and not isinstance(value, bool):
             raise ConfigError(f"{override.key_or_group}={value!r}: must be true or false")
-    conf: Config = OmegaConf.to_object(cfg)  # (Any to the type checker)
+    conf = cast(Config, OmegaConf.to_object(cfg))  # a structured config: a Config instance
     for key in unknown_keys(conf)[:1]:
         owner = key.rpartition(".")[0]
         known = ", ".join(sorted(f.name for f in dataclasses.fields(_at(conf, owner))))

@@ -81,8 +81,9 @@ def trained_with(trainer: Trainer) -> dict[str, Any]:
         if isinstance(m, Dropout):  # regularization: may be turned on or off on resume
             continue
         kind = str(getattr(m, "kind", type(m).__name__))
-        if isinstance(getattr(m, "W", None), Parameter):
-            kind += " {}x{}".format(*m.W.value.shape)
+        weights = getattr(m, "W", None)
+        if isinstance(weights, Parameter):
+            kind += " {}x{}".format(*weights.value.shape)
         if hasattr(m, "alpha"):
             kind += f"(alpha={m.alpha:g})"
         layers.append(kind)
