@@ -169,3 +169,29 @@ def _reset_mlflow_global_uri():
         os.environ.pop("MLFLOW_TRACKING_URI", None)
     else:
         os.environ["MLFLOW_TRACKING_URI"] = before
+
+
+def small_config(**parts):
+    """A small run's config built in Python, no Hydra (moons, 60 rows, one hidden layer of 4,
+    2 epochs, tracking off); `parts` replace whole groups."""
+    from nnexp.config import (
+        Config,
+        ModelConfig,
+        RegularizationConfig,
+        ScheduleConfig,
+        SGDConfig,
+        TrackingConfig,
+        TrainerConfig,
+    )  # fmt: skip
+    from nnexp.data import MoonsSpec
+
+    defaults = dict(
+        model=ModelConfig(hidden=[4]),
+        optimizer=SGDConfig(lr=0.1),
+        schedule=ScheduleConfig(),
+        dataset=MoonsSpec(n_samples=60),
+        regularization=RegularizationConfig(),
+        trainer=TrainerConfig(epochs=2, batch_size=16, progress=False),
+        tracking=TrackingConfig(enabled=False),
+    )
+    return Config(**(defaults | parts))

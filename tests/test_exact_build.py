@@ -14,36 +14,21 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import small_config as _cfg
 
 from nnexp import build as b
 from nnexp.config import (
     AdamConfig,
-    Config,
     ConfigError,
     CosineScheduleConfig,
     GradClipConfig,
     ModelConfig,
     RegularizationConfig,
-    ScheduleConfig,
-    SGDConfig,
     TrackingConfig,
     TrainerConfig,
 )
 from nnexp.data import MoonsSpec, RegressionSpec, SpiralsSpec
 from nnexp.nn import MSE, SigmoidBCE, SoftmaxCrossEntropy
-
-
-def _cfg(**parts) -> Config:
-    defaults = dict(
-        model=ModelConfig(hidden=[4]),
-        optimizer=SGDConfig(lr=0.1),
-        schedule=ScheduleConfig(),
-        dataset=MoonsSpec(n_samples=60),
-        regularization=RegularizationConfig(),
-        trainer=TrainerConfig(epochs=2, batch_size=16, progress=False),
-        tracking=TrackingConfig(enabled=False),
-    )
-    return Config(**(defaults | parts))
 
 
 def test_the_loss_of_each_task_and_the_refusal_naming_the_alternatives():

@@ -15,39 +15,22 @@ import warnings
 
 import numpy as np
 import pytest
+from conftest import small_config as _cfg
 
 from nnexp import build as b
 from nnexp.config import (
-    Config,
     ConfigError,
-    ModelConfig,
     RegularizationConfig,
-    ScheduleConfig,
-    SGDConfig,
     TrackingConfig,
     TrainerConfig,
 )
-from nnexp.data import FileSpec, MoonsSpec
+from nnexp.data import FileSpec
 from nnexp.nn import MSE, SGD, Parameter, mlp
 from nnexp.objective import Objective
 from nnexp.schema import describe as describe_limits
 from nnexp.train import Callback, NonFiniteError, Predictor, Trainer, TrainSettings, save_bundle
 from nnexp.train.callbacks import EveryNEpochs
 from nnexp.train.divergence import first_nonfinite_output, largest_gradient
-
-
-def _cfg(**parts) -> Config:
-    defaults = dict(
-        model=ModelConfig(hidden=[4]),
-        optimizer=SGDConfig(lr=0.1),
-        schedule=ScheduleConfig(),
-        dataset=MoonsSpec(n_samples=60),
-        regularization=RegularizationConfig(),
-        trainer=TrainerConfig(epochs=2, batch_size=16, progress=False),
-        tracking=TrackingConfig(enabled=False),
-    )
-    return Config(**(defaults | parts))
-
 
 # --- build ---------------------------------------------------------------------------------------
 
