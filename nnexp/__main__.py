@@ -92,7 +92,7 @@ class SetAsideStartupObjects(Callback):
         gc.enable()
 
 
-def _exit_now(code: object) -> None:
+def _exit_now(code: str | int | None) -> None:
     """End the process without tearing the interpreter down.
 
     After MLflow, SQLAlchemy and matplotlib are loaded, CPython's finalization (freeing every

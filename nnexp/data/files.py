@@ -11,7 +11,7 @@ from __future__ import annotations
 import csv
 import os
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,7 +87,7 @@ def delimiter_of(spec: Any) -> str:
     return "\t" if spec.delimiter == "\\t" else spec.delimiter
 
 
-def _rows(path: Path, spec: Any) -> Iterator[tuple[int, list[str]]]:
+def _rows(path: Path, spec: Any) -> Generator[tuple[int, list[str]], None, None]:
     """(line number, fields) of each non-blank row; utf-8-sig drops an Excel byte-order mark."""
     with path.open(newline="", encoding="utf-8-sig") as fh:
         reader = csv.reader(fh, delimiter=delimiter_of(spec))

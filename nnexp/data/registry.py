@@ -54,9 +54,9 @@ def validate_spec(spec: Any) -> None:
 
     ``spec`` is a spec dataclass or anything with the same attributes (e.g. an OmegaConf node).
     """
-    entry = _entry(spec)
+    entry, name = _entry(spec), spec.name
     if is_dataclass(spec) and not isinstance(spec, entry.spec):
-        raise bad("name", spec.name, f"needs a {entry.spec.__name__}, got {type(spec).__name__}")
+        raise bad("name", name, f"needs a {entry.spec.__name__}, got {type(spec).__name__}")
     check_fields(spec, entry.spec)
     check_fractions(spec.val_fraction, spec.test_fraction)
     if entry.check is not None:

@@ -124,12 +124,14 @@ def _augment(row: int, allowed: np.ndarray, ceiled: np.ndarray, deficit: np.ndar
             parent[nxt] = node
             if nxt >= n_rows and deficit[nxt - n_rows] > 0:
                 deficit[nxt - n_rows] -= 1
-                while nxt is not None:  # flip: split←row edges gain, row←split edges lose
-                    r = parent[nxt]
-                    ceiled[r, nxt - n_rows] = True
-                    nxt = parent[r]
-                    if nxt is not None:
-                        ceiled[r, nxt - n_rows] = False
+                split: int | None = nxt
+                while split is not None:  # flip: split←row edges gain, row←split edges lose
+                    r = parent[split]
+                    assert r is not None  # a split is always reached from a row
+                    ceiled[r, split - n_rows] = True
+                    split = parent[r]
+                    if split is not None:
+                        ceiled[r, split - n_rows] = False
                 return
             queue.append(nxt)
     raise AssertionError("stratified allocation found no augmenting path")  # see docstring
@@ -145,7 +147,12 @@ def split_indices(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Shuffled ``(train, val, test)`` row indices, stratified by the int labels ``y`` (pass
     ``y=None`` and ``n`` for regression: one stratum). ``classes`` names labels in errors."""
-    groups = np.zeros(n, dtype=np.int64) if y is None else np.asarray(y)
+    if y is not None:
+        groups = np.asarray(y)
+    elif n is not None:
+        groups = np.zeros(n, dtype=np.int64)
+    else:
+        raise ValueError("split_indices: pass the row count n when y is None")
     n = len(groups)
     sizes = split_sizes(n, val_fraction, test_fraction)
     present, groups = np.unique(groups, return_inverse=True)
