@@ -40,23 +40,35 @@ from nnexp.train.diagnosis import THRESHOLDS
 PASS, WARN, FAIL = "PASS", "WARN", "FAIL"
 VANISHING = THRESHOLDS["vanishing_ratio"]  # the doctor's: first layer's gradient / the output's
 
-# Every threshold of the checks, with what it means.
-LIMITS = {
-    "feature_mean": 3.0,  # a feature's |mean| beyond this (in its std): not standardized
-    "feature_std": (0.1, 10.0),  # a feature's std outside this: not standardized
-    "rows": 100,  # fewer training rows: expect overfitting
-    "imbalance": 0.5,  # the rarest class below this × its balanced share: imbalanced
-    "initial_loss": (1.5, 3.0),  # initial loss above these × chance: WARN, FAIL
-    "activation_std": (1e-3, 1e3),  # a layer's output std outside this before step 1
-    "gradcheck": (1e-6, 1e-4),  # max relative error above: WARN, FAIL (the tutorial's 1e-4)
-    "overfit_rows": 32,  # the tiny batch
-    "overfit_steps": 1000,  # full-batch steps to overfit it (milliseconds each)
-    "overfit_loss": 0.1,  # reached: loss below this × chance
-    "range_steps": 200,  # steps of the lr range test
-    "range_lr": (1e-6, 100.0),  # from, to
-    "above_steepest": 30.0,  # optimizer.lr beyond this × the steepest descent's lr: WARN
-    "blowup": 4.0,  # the loss above this × its minimum (or non-finite): blown up
-}
+
+@dataclass(frozen=True)
+class Limits:
+    """Every threshold of the checks, with what it means."""
+
+    feature_mean: float = 3.0  # a feature's |mean| beyond this (in its std): not standardized
+    # a feature's std outside this: not standardized
+    feature_std: tuple[float, float] = (0.1, 10.0)
+    rows: int = 100  # fewer training rows: expect overfitting
+    imbalance: float = 0.5  # the rarest class below this × its balanced share: imbalanced
+    initial_loss: tuple[float, float] = (1.5, 3.0)  # initial loss above these × chance: WARN, FAIL
+    activation_std: tuple[float, float] = (
+        1e-3,
+        1e3,
+    )  # a layer's output std outside this before step 1
+    gradcheck: tuple[float, float] = (
+        1e-6,
+        1e-4,
+    )  # max relative error above: WARN, FAIL (the tutorial's 1e-4)
+    overfit_rows: int = 32  # the tiny batch
+    overfit_steps: int = 1000  # full-batch steps to overfit it (milliseconds each)
+    overfit_loss: float = 0.1  # reached: loss below this × chance
+    range_steps: int = 200  # steps of the lr range test
+    range_lr: tuple[float, float] = (1e-6, 100.0)  # from, to
+    above_steepest: float = 30.0  # optimizer.lr beyond this × the steepest descent's lr: WARN
+    blowup: float = 4.0  # the loss above this × its minimum (or non-finite): blown up
+
+
+LIMITS = Limits()
 
 
 @dataclass
@@ -96,11 +108,10 @@ def check_data(built, cfg) -> CheckResult:
     if not np.isfinite(X).all():
         return CheckResult("data", FAIL, "the training inputs hold NaN/Inf", ())
     mean, std = X.mean(axis=0), X.std(axis=0)
-    lo, hi = LIMITS["feature_std"]
+    lo, hi = LIMITS.feature_std
     live = std > 0
     far = np.flatnonzero(
-        live
-        & ((np.abs(mean) > LIMITS["feature_mean"] * np.maximum(std, 1)) | (std < lo) | (std > hi))
+        live & ((np.abs(mean) > LIMITS.feature_mean * np.maximum(std, 1)) | (std < lo) | (std > hi))
     )
     if far.size:
         i = int(far[np.argmax(np.abs(mean[far]) + std[far])])
@@ -116,7 +127,7 @@ def check_data(built, cfg) -> CheckResult:
         )
         status = status if status == FAIL else WARN
     n = X.shape[0]
-    if n < LIMITS["rows"]:
+    if n < LIMITS.rows:
         problems.append(f"only {n} training rows: expect overfitting")
         fix += ["regularization=l2", "regularization=early_stopping"]
         status = status if status == FAIL else WARN
@@ -125,7 +136,7 @@ def check_data(built, cfg) -> CheckResult:
         labels = y.argmax(axis=1) if y.shape[1] > 1 else y[:, 0].astype(int)
         counts = np.bincount(labels)
         share = counts.min() / n * len(counts)
-        if share < LIMITS["imbalance"]:
+        if share < LIMITS.imbalance:
             problems.append(
                 f"class imbalance: the rarest class has {counts.min()} of {n} rows "
                 f"({share:.2f}x its balanced share); accuracy will flatter the model"
@@ -162,8 +173,8 @@ def check_initial(built, cfg) -> CheckResult:
     # Huge inputs explode the first layer whatever the init: then the input is the fix.
     raw = float(np.max(np.abs(x))) > 100 if x.size else False
     fix = ("dataset.standardize=true",) if raw else (f"model.init={init}",)
-    warn, fail = LIMITS["initial_loss"]
-    lo, hi = LIMITS["activation_std"]
+    warn, fail = LIMITS.initial_loss
+    lo, hi = LIMITS.activation_std
     hidden = stds[:-1]
     bad = [(name, s) for name, s in hidden if not lo <= s <= hi]
     parts = [f"initial loss {loss:.4g} (chance {chance:.4g})"]
@@ -265,9 +276,9 @@ def check_gradients(built, cfg) -> CheckResult:
         errors = gradcheck(model, built.loss, x, y, l2=cfg.regularization.l2)
     worst = max(errors, key=lambda k: errors[k] if math.isfinite(errors[k]) else math.inf)
     error = errors[worst]
-    notes = ", ".join(["float64", f"{rows} rows", f"{len(errors) - 1} parameters", *notes])
-    evidence = f"max relative error {error:.2g} at {worst} ({notes})"
-    warn, fail = LIMITS["gradcheck"]
+    setting = ", ".join(["float64", f"{rows} rows", f"{len(errors) - 1} parameters", *notes])
+    evidence = f"max relative error {error:.2g} at {worst} ({setting})"
+    warn, fail = LIMITS.gradcheck
     if not math.isfinite(error):
         return CheckResult(
             "gradient check", WARN, evidence + ": the forward pass overflows, nothing to compare"
@@ -318,10 +329,10 @@ def _train_steps(
 def check_overfit(built, cfg) -> CheckResult:
     """Can it drive the loss on a tiny batch to near zero? If not, the model or the optimizer
     settings cannot learn."""
-    rows = min(LIMITS["overfit_rows"], len(built.data.X_train))
+    rows = min(LIMITS.overfit_rows, len(built.data.X_train))
     x, y = built.data.X_train[:rows], built.data.y_train[:rows]
     model, optimizer = _fresh(built, cfg)
-    steps = LIMITS["overfit_steps"]
+    steps = LIMITS.overfit_steps
     lr = cfg.optimizer.lr
     clip = cfg.trainer.grad_clip.norm
     losses = list(
@@ -336,7 +347,7 @@ def check_overfit(built, cfg) -> CheckResult:
         )
     )
     chance = chance_loss(built)
-    target = LIMITS["overfit_loss"] * chance
+    target = LIMITS.overfit_loss * chance
     init = "xavier" if cfg.model.activation in ("sigmoid", "tanh") else "he"
     if not losses or not math.isfinite(losses[-1]):
         return CheckResult(
@@ -381,8 +392,8 @@ def _labels(y: np.ndarray) -> np.ndarray:
 
 def range_test(built, cfg) -> RangeTest:
     """Train a fresh copy with the lr growing exponentially per step; the smoothed loss."""
-    lo, hi = LIMITS["range_lr"]
-    steps = LIMITS["range_steps"]
+    lo, hi = LIMITS.range_lr
+    steps = LIMITS.range_steps
     model, optimizer = _fresh(built, cfg)
     X, y = built.data.X_train, built.data.y_train
     size = min(cfg.trainer.batch_size, len(X))
@@ -410,7 +421,7 @@ def range_test(built, cfg) -> RangeTest:
         test.lrs.append(lr_at(step))
         test.losses.append(debiased)
         best = min(best, debiased)
-        if step > 10 and debiased > LIMITS["blowup"] * best:
+        if step > 10 and debiased > LIMITS.blowup * best:
             test.blowup = lr_at(step)
             break
     if len(test.losses) > 5:
@@ -425,7 +436,7 @@ def check_lr(built, cfg, test: RangeTest) -> CheckResult:
     blow = (
         f"{test.blowup:.2g}"
         if math.isfinite(test.blowup)
-        else f"never (up to {LIMITS['range_lr'][1]:g})"
+        else f"never (up to {LIMITS.range_lr[1]:g})"
     )
     evidence = (
         f"steepest descent at lr {test.steepest:.2g}, blows up at lr {blow}; optimizer.lr={lr:g}"
@@ -437,7 +448,7 @@ def check_lr(built, cfg, test: RangeTest) -> CheckResult:
         return CheckResult(
             "learning-rate range test", FAIL, evidence + ": the lr is at the blow-up", fix
         )
-    if lr > LIMITS["above_steepest"] * test.steepest:
+    if lr > LIMITS.above_steepest * test.steepest:
         return CheckResult(
             "learning-rate range test",
             WARN,
@@ -470,7 +481,7 @@ def plot_range(test: RangeTest, lr: float, path: Path) -> Path:
     if math.isfinite(test.blowup):
         ax.axvline(test.blowup, color="red", ls="--", label=f"blow-up {test.blowup:.2g}")
     ax.axvline(lr, color="black", ls=":", label=f"optimizer.lr {lr:g}")
-    ax.set_xlim(*LIMITS["range_lr"])
+    ax.set_xlim(*LIMITS.range_lr)
     ax.set_title("learning-rate range test")
     ax.legend()
     fig.tight_layout()
