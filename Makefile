@@ -7,14 +7,19 @@ BIN    := $(VENV)/bin
 
 setup: $(VENV)/.installed
 
+# Quiet: `make run` on a fresh clone prints a few lines, not pip's progress and notices (pip
+# still prints its errors and warnings; `make setup PIP_QUIET=` shows everything).
+PIP_QUIET ?= --quiet --disable-pip-version-check --no-input --progress-bar off
+
 $(VENV)/.installed: pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip "setuptools>=77" wheel
-	$(BIN)/python -m pip install --quiet -e '.[test]'
-	touch $@
+	@echo "make: setting up $(VENV) (the first time takes a few minutes)"
+	@$(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip install $(PIP_QUIET) --upgrade pip "setuptools>=77" wheel
+	@$(BIN)/python -m pip install $(PIP_QUIET) -e '.[test]'
+	@touch $@
 
 run: setup
-	$(BIN)/python -m nnexp
+	@$(BIN)/python -m nnexp
 
 lint: setup
 	$(BIN)/ruff check .

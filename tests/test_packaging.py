@@ -56,3 +56,56 @@ def test_user_config_dir_adds_a_group_option(tmp_path):
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert "hidden:\n  - 3\n  activation: tanh" in proc.stdout
+
+
+def _pyproject() -> dict:
+    import tomllib
+
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())
+
+
+def test_every_config_directory_is_a_declared_package():
+    # An undeclared one makes setuptools print a screen of warnings per directory at install
+    # and a wheel drop its YAML files; conf/local/ (a user's own overrides) must never ship.
+    declared = set(_pyproject()["tool"]["setuptools"]["packages"])
+    conf = ROOT / "conf"
+    found = {
+        ".".join(("nnexp.conf", *d.relative_to(conf).parts)).rstrip(".")
+        for d in [conf, *conf.rglob("*")]
+        if d.is_dir() and any(d.glob("*.yaml")) and d.relative_to(conf).parts[:1] != ("local",)
+    }
+    assert found <= declared, sorted(found - declared)
+    assert "nnexp.conf.local" not in declared
+    assert {p for p in declared if p.startswith("nnexp.conf")} <= found
+
+
+def test_lint_skips_every_virtualenv_in_the_tree(tmp_path):
+    # A second virtualenv in the repository (the README's advice for the Ray launcher) must
+    # not break `make lint`: ruff and mypy skip them by the names pyproject.toml lists.
+    (tmp_path / "pyproject.toml").write_text((ROOT / "pyproject.toml").read_text())
+    bad = "import os, sys\nx=1;y = 2\n"  # unused imports, two statements on a line
+    venvs = [".venv-ray", "venv", "venv311", "ray-venv", "env", ".env"]
+    for name in venvs:
+        (tmp_path / name / "lib").mkdir(parents=True)
+        (tmp_path / name / "lib" / "mod.py").write_text(bad)
+    (tmp_path / "mine.py").write_text(bad)  # and a file of the project's is still linted
+    ruff = Path(sys.executable).with_name("ruff")
+    proc = subprocess.run(
+        [str(ruff), "check", "--no-cache", "--output-format", "concise", "."],
+        cwd=tmp_path, capture_output=True, text=True,
+    )  # fmt: skip
+    flagged = {line.split(":")[0] for line in proc.stdout.splitlines() if ".py:" in line}
+    assert flagged == {"mine.py"}, proc.stdout
+    # mypy: `make lint` checks the package (files = nnexp); even `mypy .` skips the venvs.
+    (tmp_path / "nnexp").mkdir()
+    (tmp_path / "nnexp" / "__init__.py").write_text("X: int = 1\n")
+    for name in venvs:
+        (tmp_path / name / "lib" / "typed.py").write_text("x: int = 'not an int'\n")
+    mypy = Path(sys.executable).with_name("mypy")
+    proc = subprocess.run(
+        [str(mypy), "--cache-dir", str(tmp_path / ".mypy_cache"), "."],
+        cwd=tmp_path, capture_output=True, text=True,
+    )  # fmt: skip
+    assert proc.returncode == 0 and "Success: no issues found in 2 source files" in proc.stdout, (
+        proc.stdout + proc.stderr
+    )
