@@ -8,8 +8,8 @@ BIN    := $(VENV)/bin
 setup: $(VENV)/.installed
 
 # Quiet: `make run` on a fresh clone prints a few lines, not pip's progress and notices (pip
-# still prints its errors and warnings; `make setup PIP_QUIET=` shows everything).
-PIP_QUIET ?= --quiet --disable-pip-version-check --no-input --progress-bar off
+# still prints its errors; `make setup PIP_QUIET=` shows everything, warnings included).
+PIP_QUIET ?= --quiet --quiet --disable-pip-version-check --no-input --progress-bar off
 
 $(VENV)/.installed: pyproject.toml
 	@echo "make: setting up $(VENV) (the first time takes a few minutes)"

@@ -211,6 +211,7 @@ def build_trainer(cfg: Config, built: Built, job: Job) -> train.Trainer:
             t.checkpoint_every,
             objective=objective,
             save_every_s=t.checkpoint_every_s,
+            keep=t.checkpoint_keep or None,  # 0: every epoch file stays
         )
     )
     callbacks.append(train.ProgressBar(_progress(t.progress)))
@@ -291,6 +292,7 @@ def build_tracker(cfg: Config, built: Built, job: Job) -> Callback:
         log_every=cfg.trainer.log_every,
         retry_every_s=cfg.tracking.retry_every_s,
         plot_worker=sweep is None and job.single_run,  # see PlotWorker
+        checkpoint_keep=cfg.trainer.checkpoint_keep or None,
     )
 
 

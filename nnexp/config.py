@@ -255,6 +255,9 @@ class TrainerConfig:
     # last.npz/best.npz are written at most this often (and at the end, and when a run fails):
     # a killed run loses at most these seconds. 0: every epoch.
     checkpoint_every_s: float = bounded(1.0, ge=0, note="(seconds)")
+    # How many of the newest checkpoints stay, locally and in the store: last.npz and the
+    # newest checkpoint_keep - 1 epoch_NNNN.npz; best.npz on top (at most K + 1 files). 0: all.
+    checkpoint_keep: int = bounded(3, ge=0)
     # epochs between metric records (the last epoch is always recorded)
     log_every: int = bounded(1, ge=1)
     stats: list[str] = choice(list(STATS), STATS)  # noqa: RUF009 (a default_factory field)

@@ -73,6 +73,14 @@ def epoch_checkpoint(epoch: int) -> str:
     return f"epoch_{epoch:04d}.npz"
 
 
+def checkpoint_epoch(name: str) -> int | None:
+    """The epoch of an ``epoch_NNNN.npz`` name (a path's last part); None for any other file."""
+    stem = name.rpartition("/")[2]
+    digits = stem.removeprefix("epoch_").removesuffix(".npz")
+    is_epoch_file = stem.startswith("epoch_") and stem.endswith(".npz") and digits.isdigit()
+    return int(digits) if is_epoch_file else None
+
+
 # --- metric keys of the statistics ---------------------------------------------------------------
 
 GRAD_NORM, UPDATE_RATIO, ACT = "grad_norm", "update_ratio", "act"

@@ -112,6 +112,7 @@ REFUSED = [
     (TrainerConfig, {"dtype": "float16"}, "trainer.dtype='float16': allowed: float32, float64"),
     (TrainerConfig, {"seed": -1}, "trainer.seed=-1: must be >= 0"),
     (TrainerConfig, {"checkpoint_every": -1}, "trainer.checkpoint_every=-1: must be >= 0"),
+    (TrainerConfig, {"checkpoint_keep": -1}, "trainer.checkpoint_keep=-1: must be >= 0"),
     (
         TrainerConfig,
         {"checkpoint_every_s": -0.5},
@@ -200,6 +201,7 @@ ACCEPTED = [
             "seed": 0,
             "checkpoint_every": 0,
             "checkpoint_every_s": 0.0,
+            "checkpoint_keep": 0,
             "log_every": 1,
             "stats_every": 1,
             "stats": [],

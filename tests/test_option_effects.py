@@ -853,13 +853,36 @@ def test_seed_reproduces_bit_for_bit_and_changes_init_and_shuffling(run_cli):
     [(2, 5, [2, 4]), (1, 3, [1, 2, 3]), (3, 3, [3]), (0, 4, [])],
 )
 def test_checkpoint_every_writes_exactly_those_epoch_files(run_cli, every, epochs, files):
-    trainer = run_cli(f"trainer.checkpoint_every={every}", f"trainer.epochs={epochs}")
+    trainer = run_cli(
+        f"trainer.checkpoint_every={every}", f"trainer.epochs={epochs}", "trainer.checkpoint_keep=0"
+    )
     directory = trainer.run_dir / "checkpoints"
     found = sorted(p.name for p in directory.glob("epoch_*.npz"))
     assert found == [f"epoch_{e:04d}.npz" for e in files]
     for e in files:
         assert int(load_checkpoint(directory / f"epoch_{e:04d}.npz")["epoch"]) == e
     assert {"last.npz", "best.npz"} <= {p.name for p in directory.iterdir()}
+
+
+@pytest.mark.parametrize(
+    ("keep", "kept"),
+    [(3, [10, 11]), (2, [11]), (1, []), (5, [8, 9, 10, 11]), (0, list(range(1, 12)))],
+)
+def test_checkpoint_keep_keeps_the_newest_epoch_files_and_best(run_cli, keep, kept):
+    """`trainer.checkpoint_keep=K`: last.npz and the K-1 newest epoch files, plus best.npz
+    (0: every epoch file). The files left are the epochs' own, and last is the final one."""
+    trainer = run_cli(
+        "trainer.checkpoint_every=1", "trainer.epochs=11", f"trainer.checkpoint_keep={keep}"
+    )
+    directory = trainer.run_dir / "checkpoints"
+    found = sorted(p.name for p in directory.glob("epoch_*.npz"))
+    assert found == [f"epoch_{e:04d}.npz" for e in kept]
+    for e in kept:
+        assert int(load_checkpoint(directory / f"epoch_{e:04d}.npz")["epoch"]) == e
+    assert int(load_checkpoint(directory / "last.npz")["epoch"]) == 11
+    assert (directory / "best.npz").is_file()
+    if keep:
+        assert len(list(directory.glob("*.npz"))) <= keep + 1
 
 
 class _Seen(Callback):

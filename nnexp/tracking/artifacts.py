@@ -37,6 +37,7 @@ class RunArtifacts:
         input_example: np.ndarray,
         enabled: bool = True,
         use_plot_worker: bool = False,
+        checkpoint_keep: int | None = None,
     ) -> None:
         self.link = link
         self.run_dir = run_dir
@@ -45,6 +46,7 @@ class RunArtifacts:
         self.input_example = input_example
         self.enabled = enabled
         self.use_plot_worker = use_plot_worker
+        self.checkpoint_keep = checkpoint_keep  # the Checkpointer's `keep`: None keeps all
         self.worker: PlotWorker | None = None
 
     def log_config(self, hydra_path: str = "hydra") -> None:
@@ -73,6 +75,35 @@ class RunArtifacts:
                 local=path,
                 path="checkpoints",
             )
+        if self.checkpoint_keep is not None and link.online():
+            try:
+                self._prune_uploaded_checkpoints()
+            except Exception as exc:  # housekeeping: the run's record is complete without it
+                print(
+                    f"WARNING nnexp.tracking: could not delete old checkpoints of MLflow run "
+                    f"{link.run_id}: {type(exc).__name__}: {exc}",
+                    file=sys.stderr,
+                )
+
+    def _prune_uploaded_checkpoints(self) -> None:
+        """The store keeps what the checkpoint directory keeps: a run reopened by a resume may
+        have uploaded epoch files that the directory has pruned since (or never had, resumed
+        from the store on another machine): the same rule over both sets decides."""
+        from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+        from nnexp.train.checkpointer import stale_epoch_checkpoints
+
+        client, run_id = self.link.client, self.link.run_id
+        uploaded = [a.path for a in client.list_artifacts(run_id, "checkpoints")]
+        local = [p.name for p in self.checkpoint_dir.glob("epoch_*.npz")]
+        names = set(local) | {p.rpartition("/")[2] for p in uploaded}
+        stale = set(stale_epoch_checkpoints(names, self.checkpoint_keep))
+        doomed = [p for p in uploaded if p.rpartition("/")[2] in stale]
+        if doomed:
+            run = client.get_run(run_id)
+            repo = get_artifact_repository(run.info.artifact_uri, tracking_uri=client.tracking_uri)
+            for path in doomed:
+                repo.delete_artifacts(path)
 
     # -- plots ----------------------------------------------------------------------------
 

@@ -60,7 +60,8 @@ class MlflowTracker(Callback):
     metrics, params, tags and the status are recorded). `resume_run_id` reopens that run instead
     of creating one; `log_every` is the runner's logging interval (epochs), used when sending a
     resumed run's missing epochs; `plot_worker` draws the plots in a separate process,
-    overlapping the run (`nnexp.tracking.plot_worker`)."""
+    overlapping the run (`nnexp.tracking.plot_worker`); `checkpoint_keep`: the checkpointer's
+    `keep`, which the store's copy follows too."""
 
     def __init__(
         self,
@@ -81,6 +82,7 @@ class MlflowTracker(Callback):
         retry_every_s: float = 30.0,
         plot_worker: bool = False,
         artifacts: bool = True,
+        checkpoint_keep: int | None = None,
     ) -> None:
         self.uri = uri
         self.experiment = experiment
@@ -110,6 +112,7 @@ class MlflowTracker(Callback):
             input_example=input_example,
             enabled=artifacts,
             use_plot_worker=plot_worker,
+            checkpoint_keep=checkpoint_keep,
         )
 
     # The run's identity lives on the link, which needs it to spool and to replay.
