@@ -237,6 +237,7 @@ def test_a_full_disk_is_exit_2_and_keeps_what_was_recorded(tmp_path):
         proc = _nnexp(
             tmp_path, "hydra.run.dir=disk/run", "model.hidden=[256,256]", "optimizer=adam",
             "trainer.epochs=40", "trainer.checkpoint_every=1", "trainer.checkpoint_every_s=0",
+            "trainer.checkpoint_keep=0",  # every epoch file stays: the disk fills up
             f"tracking.uri={uri}",
         )  # fmt: skip
         assert proc.returncode == 2, proc.stderr
