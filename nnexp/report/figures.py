@@ -6,12 +6,14 @@
 - ``heatmap.png``: the final objective over the first two swept axes (best over any others),
   diverged and failed cells marked; a scatter when an axis has too many values for a grid;
 - ``grad_norms.png``: per-layer weight-gradient norms of chosen runs on a log axis, where
-  vanishing (early layers far below late ones) and exploding gradients show;
+  vanishing (early layers far below late ones) and exploding gradients show — and exactly zero
+  ones (``model.init=zeros``), on the axis's labelled floor;
 - ``weights_output.png``: the same runs' weight norm per layer (growing without bound:
   overfitting or a too-large learning rate) and the range of their output (min, mean, max of
   the logits: saturating or collapsing predictions).
 
-Same house style as `nnexp.tracking.plots`: matplotlib's `Figure` directly (no pyplot state).
+The house style of `nnexp.tracking.plot_style`, shared with a run's own plots: a constrained
+layout (no label is ever clipped), legends beside the axes, exact zeros on a log axis's floor.
 """
 
 from __future__ import annotations
@@ -23,7 +25,16 @@ from pathlib import Path
 
 from nnexp.names import GRAD_NORM, WEIGHT_NORM, output_key, parse_metric
 from nnexp.report.collect import RunRecord, Sweep
+from nnexp.tracking.plot_style import (
+    legend_beside,
+    mark_zero_floor,
+    new_figure,
+    on_floor,
+    panel_title,
+    zero_floor,
+)
 
+PANEL_WIDTH = 4.2  # inches per run's panel (grad_norms.png, weights_output.png)
 MAX_GRID = 12  # values per heatmap axis; more (e.g. a continuous Optuna range): a scatter
 STYLES = ("-", "--", ":", "-.")
 DIVERGED = "#d62728"
@@ -62,15 +73,21 @@ def _norm(values: Sequence[float]):
     return Normalize(low, high if high > low else low + 1)
 
 
-def new_figure(width: float, height: float = 4.5):
-    from matplotlib.figure import Figure  # slow import: only when plotting
-
-    return Figure(figsize=(width, height), layout="constrained")
-
-
-def _finite(points: Sequence[tuple[int, float]], *, positive: bool = False):
-    keep = [(s, v) for s, v in points if math.isfinite(v) and (v > 0 or not positive)]
+def _finite(points: Sequence[tuple[int, float]]):
+    keep = [(s, v) for s, v in points if math.isfinite(v)]
     return [s for s, _ in keep], [v for _, v in keep]
+
+
+def _on_log_axis(points: Sequence[tuple[int, float]], floor: float | None):
+    """Steps and values for a log axis: every step with a value, zeros on `floor`."""
+    steps, values = _finite(points)
+    return steps, on_floor(values, floor)
+
+
+def _floor_of(sweep: Sweep, panels: Sequence[tuple[RunRecord, Sequence[str]]]) -> float | None:
+    """The zero floor shared by the panels' axes (they share the y axis)."""
+    values = (v for run, keys in panels for key in keys for _, v in sweep.history(run, key))
+    return zero_floor(values)
 
 
 # --- validation-loss curves ----------------------------------------------------------------------
@@ -83,7 +100,7 @@ def loss_curves(sweep: Sweep, path: str | Path, key: str = "val/loss") -> Path |
     curves = {run.run_id: sweep.history(run, key) for run in sweep.runs}
     if not any(curves.values()):
         return None
-    color_key, style_key, style_values = _line_keys(sweep)
+    color_key, style_key, style_values = line_keys(sweep)
     fig = new_figure(8)
     ax = fig.subplots()
     colors, handles = _colors(sweep, color_key, colormaps)
@@ -107,7 +124,7 @@ def loss_curves(sweep: Sweep, path: str | Path, key: str = "val/loss") -> Path |
     return save_figure(fig, path)
 
 
-def _line_keys(sweep: Sweep) -> tuple[str | None, str | None, list[str]]:
+def line_keys(sweep: Sweep) -> tuple[str | None, str | None, list[str]]:
     """The swept key that colors the curves (a number, e.g. lr, reads best as a color scale),
     the one that styles them (if its values fit the line styles), and that one's values."""
     keys = [k for k in sweep.swept if ordered_values(sweep, k)]
@@ -300,65 +317,36 @@ def chosen_runs(sweep: Sweep, limit: int = 3) -> list[RunRecord]:
 
 
 def grad_norm_curves(sweep: Sweep, runs: Sequence[RunRecord], path: str | Path) -> Path | None:
-    """One panel per run: each layer's mean weight-gradient norm per epoch, log scale."""
-    panels = []
-    for run in runs:
-        keys = sorted((k for k in run.metrics if _weight_grad_layer(k)), key=_layer_order)
-        if keys:
-            panels.append((run, keys))
+    """One panel per run: each layer's mean weight-gradient norm per epoch, log scale (exact
+    zeros on the axis's "exactly 0" floor); one legend of the layers, beside the panels."""
+    panels = _layer_panels(runs, _weight_grad_layer)
     if not panels:
         return None
-    fig = new_figure(4.2 * len(panels) + 0.6, 4)
+    fig = new_figure(PANEL_WIDTH * len(panels) + 1.6, 4)
     axes = fig.subplots(1, len(panels), squeeze=False, sharey=True)[0]
-    for ax, (run, keys) in zip(axes, panels, strict=True):
-        for key in keys:
-            steps, values = _finite(sweep.history(run, key), positive=True)
-            marker = "o" if len(steps) <= 20 else None
-            ax.plot(steps, values, marker=marker, markersize=3, label=_weight_grad_layer(key))
-        ax.set_yscale("log")
+    _layer_lines(sweep, axes, panels, _weight_grad_layer, _floor_of(sweep, panels))
+    for ax in axes:
         epoch_axis(ax)
-        ax.grid(alpha=0.3, which="both")
-        title = run.name if run.state == "finished" else f"{run.name} ({run.state})"
-        ax.set_title(
-            title, fontsize="medium", color="black" if run.state == "finished" else DIVERGED
-        )
-        ax.legend(fontsize="x-small")
     axes[0].set_ylabel("mean ‖dL/dW‖ per step")
     fig.suptitle("weight-gradient norm per layer (log scale)")
     return save_figure(fig, path)
 
 
 def weights_output_curves(sweep: Sweep, runs: Sequence[RunRecord], path: str | Path) -> Path | None:
-    """One column per run: above, each layer's weight norm ‖W‖ per epoch (log scale); below,
-    the output's range per epoch (the band from min to max of the logits, and their mean)."""
-    panels = []
-    for run in runs:
-        keys = sorted((k for k in run.metrics if _weight_norm_layer(k)), key=_layer_order)
-        if keys or output_key("mean") in run.metrics:
-            panels.append((run, keys))
+    """One column per run: above, each layer's weight norm ‖W‖ per epoch (log scale, exact
+    zeros on its floor); below, the output's range per epoch (the band from min to max of the
+    logits, and their mean)."""
+    panels = [
+        (run, keys)
+        for run, keys in _layer_panels(runs, _weight_norm_layer, keep_empty=True)
+        if keys or output_key("mean") in run.metrics
+    ]
     if not panels:
         return None
-    fig = new_figure(4.2 * len(panels) + 0.6, 7)
+    fig = new_figure(PANEL_WIDTH * len(panels) + 1.6, 7)
     axes = fig.subplots(2, len(panels), squeeze=False, sharex="col")
-    for column, (run, keys) in enumerate(panels):
-        top, bottom = axes[0][column], axes[1][column]
-        for key in keys:
-            steps, values = _finite(sweep.history(run, key), positive=True)
-            top.plot(
-                steps,
-                values,
-                marker="o" if len(steps) <= 20 else None,
-                markersize=3,
-                label=_weight_norm_layer(key),
-            )
-        top.set_yscale("log")
-        top.grid(alpha=0.3, which="both")
-        if keys:
-            top.legend(fontsize="x-small")
-        title = run.name if run.state == "finished" else f"{run.name} ({run.state})"
-        top.set_title(
-            title, fontsize="medium", color="black" if run.state == "finished" else DIVERGED
-        )
+    _layer_lines(sweep, axes[0], panels, _weight_norm_layer, None)
+    for (run, _), bottom in zip(panels, axes[1], strict=True):
         low, mean, high = (
             dict(sweep.history(run, output_key(stat))) for stat in ("min", "mean", "max")
         )
@@ -379,6 +367,49 @@ def weights_output_curves(sweep: Sweep, runs: Sequence[RunRecord], path: str | P
     axes[1][0].set_ylabel("output (logits)")
     fig.suptitle("weight norms and output range")
     return save_figure(fig, path)
+
+
+Panels = list[tuple[RunRecord, list[str]]]
+
+
+def _layer_panels(runs: Sequence[RunRecord], layer_of, *, keep_empty: bool = False) -> Panels:
+    """Each run with its per-layer keys (those `layer_of` names), in network order."""
+    panels = []
+    for run in runs:
+        keys = sorted((k for k in run.metrics if layer_of(k)), key=_layer_order)
+        if keys or keep_empty:
+            panels.append((run, keys))
+    return panels
+
+
+def _layer_lines(sweep: Sweep, axes, panels: Panels, layer_of, floor: float | None) -> None:
+    """A run's per-layer curves in each of `axes` on a log axis, one color per layer in every
+    panel (the runs of a depth sweep have different layers), the layers' legend beside the
+    last; exact zeros on `floor` (shared), or on each axis's own floor when None."""
+    from matplotlib import colormaps
+    from matplotlib.lines import Line2D
+
+    layers = sorted({layer_of(k) for _, keys in panels for k in keys}, key=_layer_order)
+    many = len(layers) > 10
+    cmap = colormaps["viridis" if many else "tab10"]
+    color = {
+        layer: cmap(i / max(len(layers) - 1, 1) if many else i) for i, layer in enumerate(layers)
+    }
+    for ax, (run, keys) in zip(axes, panels, strict=True):
+        own = floor if floor is not None else _floor_of(sweep, [(run, keys)])
+        for key in keys:
+            steps, values = _on_log_axis(sweep.history(run, key), own)
+            marker = "o" if len(steps) <= 20 else None
+            layer = layer_of(key)
+            ax.plot(steps, values, marker=marker, markersize=3, label=layer, color=color[layer])
+        mark_zero_floor(ax, own)
+        ax.grid(alpha=0.3, which="both")
+        title = run.name if run.state == "finished" else f"{run.name} ({run.state})"
+        title_color = "black" if run.state == "finished" else DIVERGED
+        panel_title(ax, title, PANEL_WIDTH, color=title_color)
+    if layers:
+        handles = [Line2D([], [], color=color[layer], label=layer) for layer in layers]
+        legend_beside(axes[-1], handles, title="layer")
 
 
 def _weight_norm_layer(key: str) -> str | None:

@@ -4,8 +4,10 @@
 - ``grad_norms.png``: each layer's mean weight-gradient norm against epoch on a log axis,
   the plot that shows vanishing gradients in the early layers of a deep sigmoid network.
 
-Uses matplotlib's Agg canvas through `Figure` directly (no pyplot): no global backend switch,
-no GUI, safe in worker processes. Non-finite values become gaps, not errors.
+In the house style of `nnexp.tracking.plot_style`: a layout that never clips a label, legends
+beside the axes, exact zeros drawn on a log axis's labelled floor (a zero-initialized network's
+gradients are 0 at every epoch: its lines are there, on the floor). Non-finite values become
+gaps, not errors.
 
 `nnexp.tracking.plot_worker` draws them in a separate process.
 """
@@ -17,6 +19,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from nnexp.names import GRAD_NORM, parse_metric
+from nnexp.tracking.plot_style import (
+    legend_beside,
+    mark_zero_floor,
+    new_figure,
+    on_floor,
+    zero_floor,
+)
 
 History = Sequence[Mapping[str, float]]
 
@@ -37,17 +46,15 @@ def make_plots(history: History, directory: str | Path) -> list[Path]:
     return written
 
 
-def _series(history: History, key: str, *, positive: bool = False) -> list[float]:
-    """Values of `key` per epoch; missing, non-finite (and for log axes non-positive) → NaN."""
+def _series(history: History, key: str) -> list[float]:
+    """Values of `key` per epoch; missing or non-finite → NaN (a gap)."""
     out = []
     for row in history:
         try:
             value = float(row.get(key, math.nan))
         except (TypeError, ValueError):
             value = math.nan
-        if not math.isfinite(value) or (positive and value <= 0):
-            value = math.nan
-        out.append(value)
+        out.append(value if math.isfinite(value) else math.nan)
     return out
 
 
@@ -57,24 +64,22 @@ def _keys(history: History) -> list[str]:
 
 
 def _figure(ncols: int, width: float):
-    from matplotlib.figure import Figure  # slow import: only when plotting
-
-    # Fixed margins: a constrained layout would double the time each figure takes to draw.
-    fig = Figure(figsize=(width, 4))
-    fig.subplots_adjust(left=0.08 * 5.5 / width, right=0.98, bottom=0.12, top=0.92, wspace=0.2)
+    fig = new_figure(width, 4)
     return fig, fig.subplots(1, ncols, squeeze=False)[0]
 
 
-def _plot(ax, history: History, lines: Mapping[str, str], *, positive: bool = False) -> None:
-    """One line per ``label: key`` in `lines`."""
+def _plot(
+    ax, history: History, lines: Mapping[str, Sequence[float]], *, legend: bool = True
+) -> None:
+    """One line per ``label: values per epoch`` in `lines` (and their legend, in the axes)."""
     epochs = range(1, len(history) + 1)
     # A line needs two points: markers keep short runs (one epoch) visible.
     style = {"marker": "o", "markersize": 3} if len(history) <= 20 else {}
-    for label, key in lines.items():
-        ax.plot(epochs, _series(history, key, positive=positive), label=label, **style)
+    for label, values in lines.items():
+        ax.plot(epochs, values, label=label, **style)
     ax.set_xlabel("epoch")
     ax.grid(alpha=0.3, which="both")
-    if lines:
+    if lines and legend:
         ax.legend(fontsize="small")
 
 
@@ -83,12 +88,13 @@ def curves_figure(history: History):
     keys = _keys(history)
     quality = next((m for m in _QUALITY_METRICS if any(k.endswith(f"/{m}") for k in keys)), None)
     fig, axes = _figure(2 if quality else 1, 10 if quality else 5.5)
-    _plot(axes[0], history, {k: k for k in ("train/loss", "val/loss") if k in keys})
+    losses = [k for k in ("train/loss", "val/loss") if k in keys]
+    _plot(axes[0], history, {k: _series(history, k) for k in losses})
     axes[0].set_title("loss")
     axes[0].set_ylabel("loss")
     if quality:
         split_keys = [f"{split}/{quality}" for split in ("train", "val")]
-        _plot(axes[1], history, {k: k for k in split_keys if k in keys})
+        _plot(axes[1], history, {k: _series(history, k) for k in split_keys if k in keys})
         axes[1].set_title(quality)
         axes[1].set_ylabel(quality)
     return fig
@@ -111,9 +117,13 @@ def grad_norms_figure(history: History):
             layers[parsed.layer] = key
     if not layers:
         return None
+    series = {layer: _series(history, key) for layer, key in layers.items()}
+    floor = zero_floor(v for values in series.values() for v in values)
     fig, (ax,) = _figure(1, 7)
-    _plot(ax, history, layers, positive=True)
-    ax.set_yscale("log")
+    lines = {layer: on_floor(values, floor) for layer, values in series.items()}
+    _plot(ax, history, lines, legend=False)
+    mark_zero_floor(ax, floor)
+    legend_beside(ax)
     ax.set_ylabel("mean norm of dL/dW per step")
     ax.set_title("weight-gradient norm per layer (log scale)")
     return fig
