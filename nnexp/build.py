@@ -19,7 +19,7 @@ import nnexp
 from nnexp import train
 from nnexp.config import Config, ConfigError
 from nnexp.data import Splits, prepare
-from nnexp.names import TAG_DOCTOR_FINDINGS, TAG_N_CLASSES, TAG_RESUME_KEY
+from nnexp.names import TAG_DOCTOR_FAILING, TAG_DOCTOR_FINDINGS, TAG_N_CLASSES, TAG_RESUME_KEY
 from nnexp.nn import LOSSES, OPTIMIZERS, SCHEDULES, Loss, Optimizer, Schedule, Sequential, mlp
 from nnexp.train import Callback, TrainSettings
 from nnexp.train.blas import blas_tags
@@ -236,12 +236,19 @@ def build_trainer(cfg: Config, built: Built, job: Job) -> train.Trainer:
 
 def doctor_verdict(built: Built, job: Job, tracker: Any = None) -> Callback:
     """The doctor's one-line verdict as the run ends, after the tracker has ended the run:
-    the findings' codes then go to its ``doctor.findings`` tag."""
-    from nnexp.train.diagnosis import DoctorVerdict, findings_tag
+    the findings' codes then go to its ``doctor.findings`` tag, the failing ones' to
+    ``doctor.failing``."""
+    from nnexp.train.diagnosis import DoctorVerdict, failing_tag, findings_tag
 
     def tag(findings: list) -> None:
         if tracker is not None and tracker.run_id is not None:
-            tracker.client.set_tag(tracker.run_id, TAG_DOCTOR_FINDINGS, findings_tag(findings))
+            from mlflow.entities import RunTag  # mlflow is loaded: the run is tracked
+
+            tags = [
+                RunTag(TAG_DOCTOR_FINDINGS, findings_tag(findings)),
+                RunTag(TAG_DOCTOR_FAILING, failing_tag(findings)),
+            ]
+            tracker.client.log_batch(tracker.run_id, tags=tags)  # one request
 
     s = built.splits
     return DoctorVerdict(flatten(job.resolved), s.task, s.n_classes, tag)

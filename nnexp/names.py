@@ -45,6 +45,7 @@ TAG_SWEEP_DIRECTION = "sweep.objective_direction"  # min or max (nnexp.objective
 # The doctor and the pre-flight check (nnexp.doctor, nnexp.check).
 TAG_KIND = "nnexp.kind"  # "check" on a run of python -m nnexp.check (no tag: a training run)
 TAG_DOCTOR_FINDINGS = "doctor.findings"  # the codes of the run's findings, or "none"
+TAG_DOCTOR_FAILING = "doctor.failing"  # the codes of its FAIL findings (the rest: WARN), or "none"
 TAG_N_CLASSES = "n_classes"  # a classification run's class count (chance accuracy is 1/C)
 
 TRUE = "true"  # the value of boolean tags

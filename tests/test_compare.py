@@ -53,11 +53,13 @@ def test_report_of_the_latest_sweep_from_the_store_alone(swept):
     assert all(("lr=1e+06" in row) == ("diverged" in row) for row in rows)
     assert "val/loss final" in proc.stdout and "val/acc best" in proc.stdout
     out = swept.workdir / "report"
-    for name in ("val_loss.png", "heatmap.png", "grad_norms.png", "weights_output.png"):
+    for name in ("val_loss.png", "heatmap.png", "grad_norms.png", "layers.png"):
         assert (out / name).read_bytes().startswith(PNG), name
+    assert (out / "weights_output.png").read_bytes().startswith(PNG)
     page = (out / "report.html").read_text()
-    assert len(re.findall(r'<img alt="[a-z_]+" src="data:image/png;base64,', page)) == 4
-    assert not re.search(r'(src|href)="(https?:|//|/)', page)  # nothing to fetch: self-contained
+    assert len(re.findall(r'<img alt="[a-z_]+" src="data:image/png;base64,', page)) == 5
+    assert not re.search(r'src="(https?:|//|/)', page)  # nothing to fetch: self-contained
+    assert page.count('<a href="http://127.0.0.1:5000/#/experiments/') == 4 + 1  # and the parent
     assert page.count('<tr class="diverged"') == 2
     assert page.count('<tr class="best"') == 1
 
@@ -98,6 +100,189 @@ def test_no_store_is_an_error_and_creates_none(tmp_path):
     assert proc.returncode == 2
     assert "no MLflow store at sqlite:///mlflow.db" in proc.stderr
     assert not (tmp_path / "mlflow.db").exists()
+
+
+# --- a zero-initialized run beside a healthy one: zeros drawn, findings, run pages -------------
+
+ZERO_EPOCHS = 25
+
+
+@pytest.fixture(scope="module")
+def zeros_and_he(tmp_path_factory) -> Cli:
+    """A real 2-job sweep: model.init=zeros (every weight gradient exactly 0, the doctor's
+    symmetry finding) and he (healthy), 25 epochs on 100 rows."""
+    cli = Cli(tmp_path_factory.mktemp("zeros"))
+    cli.ok(
+        "-m",
+        "model.init=zeros,he",
+        f"trainer.epochs={ZERO_EPOCHS}",
+        "dataset.n_samples=100",
+        "trainer.deterministic=true",
+    )
+    return cli
+
+
+def _rows(stdout: str) -> dict[str, str]:
+    """The table's row of each init (the job lines start with the job number)."""
+    rows = [line for line in stdout.splitlines() if re.match(r"[01] ", line)]
+    return {("zeros" if "init=zeros" in row else "he"): row for row in rows}
+
+
+def _findings_column(stdout: str) -> dict[str, str]:
+    """Each init's findings cell, cut from the table by its header's position."""
+    header = next(line for line in stdout.splitlines() if line.startswith("job "))
+    start = header.index("findings")
+    end = header.index("val/acc final")
+    return {init: row[start:end].strip() for init, row in _rows(stdout).items()}
+
+
+def test_report_has_a_findings_column_layers_png_and_links_to_each_runs_page(zeros_and_he):
+    cli = zeros_and_he
+    proc = compare(cli.workdir, "--out", "report")
+    assert proc.returncode == 0, proc.stderr
+    findings = _findings_column(proc.stdout)
+    assert findings["zeros"].startswith("FAIL ") and "symmetry" in findings["zeros"]
+    assert findings["he"] == "none"
+    # The cells are the tags the runs ended with, in the table's words.
+    for run in cli.runs():
+        tags = run.data.tags
+        if "sweep.job" in tags:
+            init = "zeros" if "init=zeros" in run.info.run_name else "he"
+            codes, failing = tags["doctor.findings"].split(","), tags["doctor.failing"]
+            if init == "he":
+                assert codes == ["none"] and failing == "none"
+            else:
+                assert "symmetry" in codes and set(failing.split(",")) <= set(codes)
+                cell = ", ".join(c for c in codes if c in failing.split(","))
+                assert findings[init].split("; ")[0] == f"FAIL {cell}"
+    out = cli.workdir / "report"
+    assert (out / "layers.png").read_bytes().startswith(PNG)
+    page = (out / "report.html").read_text()
+    assert '<img alt="layers"' in page
+    command = f"mlflow ui --backend-store-uri {cli.uri}"  # the store's absolute path
+    assert f"{command}" in page and f"once the MLflow UI runs: {command}" in proc.stdout
+    for run in cli.runs():
+        link = (
+            f"http://127.0.0.1:5000/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}"
+        )
+        assert f'<a href="{link}">' in page, run.info.run_name
+    assert re.search(r'<td class="findings">FAIL [^<]*symmetry', page)
+    assert '<td class="findings">none</td>' in page
+
+
+def test_report_of_a_zero_init_run_draws_its_zero_gradients_at_every_epoch(
+    zeros_and_he, tmp_path, drawn, monkeypatch
+):
+    """The report's grad_norms.png and layers.png, drawn from the store (in-process, so the
+    figures' data can be read): the zero run's panel has a line per layer over all its epochs,
+    on the log axis's "exactly 0" floor, below the healthy run's smallest gradient."""
+    from nnexp.report.compare import main
+    from nnexp.tracking.plot_style import ZERO_LABEL
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["--uri", zeros_and_he.uri, "--out", "r"]) == 0
+    by_title = {fig.get_suptitle(): fig for fig in drawn}
+    grads = next(fig for title, fig in by_title.items() if title.startswith("weight-gradient"))
+    panels = {("zeros" if "zeros" in ax.get_title() else "he"): ax for ax in grads.get_axes()}
+
+    def layer_lines(ax) -> list:
+        return [line for line in ax.get_lines() if line.get_label() in ("dense_0", "dense_1")]
+
+    healthy = [v for line in layer_lines(panels["he"]) for v in line.get_ydata()]
+    lines = layer_lines(panels["zeros"])
+    assert len(lines) == 2  # the hidden and the output layer's weights
+    (floor,) = {v for line in lines for v in line.get_ydata()}
+    assert floor < min(healthy)
+    for line in lines:
+        assert list(line.get_xdata()) == list(range(1, ZERO_EPOCHS + 1))
+    assert any(t.get_text().strip() == ZERO_LABEL for t in panels["zeros"].texts)
+    # layers.png: the zero run's first-epoch gradients lie on the floor of the first panel.
+    profile = next(fig for title, fig in by_title.items() if title.startswith("per layer"))
+    gradient_panel = profile.get_axes()[0]
+    low, high = sorted(
+        (line for line in gradient_panel.get_lines() if line.get_linestyle() != ":"),
+        key=lambda line: max(line.get_ydata()),
+    )  # one line per run
+    assert list(low.get_xdata()) == [0, 1] and len(set(low.get_ydata())) == 1
+    assert max(low.get_ydata()) < min(high.get_ydata())
+    assert any(t.get_text().strip() == ZERO_LABEL for t in gradient_panel.texts)
+
+
+def test_findings_come_from_the_runs_tags_and_from_their_metrics_without_them(
+    zeros_and_he, tmp_path
+):
+    """The cell shows the tags the run ended with (no metric is read for them); a run without
+    them (recorded before they existed) is diagnosed from its metrics by the same rules."""
+    from mlflow import MlflowClient
+
+    store = tmp_path / "copy.db"
+    shutil.copy(zeros_and_he.workdir / "mlflow.db", store)
+    uri = f"sqlite:///{store}"
+    client = MlflowClient(uri)
+    runs = {
+        ("zeros" if "init=zeros" in r.info.run_name else "he"): r.info.run_id
+        for r in client.search_runs(
+            [client.get_experiment_by_name("nnexp").experiment_id], "tags.`sweep.job` != ''"
+        )
+    }
+    # A made-up verdict on the healthy run: the table shows what the tags say.
+    client.set_tag(runs["he"], "doctor.findings", "lr_too_low,overfitting")
+    client.set_tag(runs["he"], "doctor.failing", "overfitting")
+    # The zero run as an older one: no tags, so its metrics are diagnosed.
+    client.delete_tag(runs["zeros"], "doctor.findings")
+    client.delete_tag(runs["zeros"], "doctor.failing")
+    proc = compare(tmp_path, "--uri", uri, "--out", "r")
+    assert proc.returncode == 0, proc.stderr
+    findings = _findings_column(proc.stdout)
+    assert findings["he"] == "FAIL overfitting; WARN lr_too_low"
+    assert findings["zeros"].startswith("FAIL ") and "symmetry" in findings["zeros"]
+
+
+@pytest.mark.slow
+def test_run_links_open_on_the_tracking_server_and_on_the_ui_the_report_says_to_start(
+    zeros_and_he, tmp_path
+):
+    """For a local store, the report prints the command that starts the MLflow UI: started
+    (on a free port instead of 5000), it serves every linked run; reported through that
+    server instead, the links are its own run pages, at the same paths."""
+    import json
+    import shlex
+    import urllib.request
+
+    from conftest import MlflowServer
+
+    cli = zeros_and_he
+    local = compare(tmp_path, "--uri", cli.uri, "--out", "local")
+    assert local.returncode == 0, local.stderr
+    line = next(x for x in local.stdout.splitlines() if x.startswith("run pages:"))
+    command = shlex.split(line.split("once the MLflow UI runs: ", 1)[1])
+    assert command[:3] == ["mlflow", "ui", "--backend-store-uri"] and len(command) == 4
+    server = MlflowServer(command[3], tmp_path / "artifacts", cwd=tmp_path).start()
+    try:
+        served = compare(tmp_path, "--uri", server.uri, "--out", "served")
+        assert served.returncode == 0, served.stderr
+        assert f"run pages: {server.uri} (the tracking server)" in served.stdout
+
+        def links(out: str) -> list[str]:
+            page = (tmp_path / out / "report.html").read_text()
+            return re.findall(r'<a href="([^"]+)">', page)
+
+        assert len(links("served")) == 3  # the parent and both runs
+        assert [x.replace("http://127.0.0.1:5000", server.uri) for x in links("local")] == links(
+            "served"
+        )
+        for link in links("served"):
+            base, _, path = link.partition("/#/")
+            assert base == server.uri
+            kind, experiment_id, runs, run_id = path.split("/")
+            assert (kind, runs) == ("experiments", "runs")
+            url = f"{server.uri}/api/2.0/mlflow/runs/get?run_id={run_id}"
+            with urllib.request.urlopen(url, timeout=30) as response:
+                assert json.load(response)["run"]["info"]["experiment_id"] == experiment_id
+        with urllib.request.urlopen(f"{server.uri}/", timeout=30) as response:
+            assert response.status == 200 and b"<html" in response.read().lower()
+    finally:
+        server.stop()
 
 
 # --- the report's figures, inspected in-process ----------------------------------------------
@@ -332,3 +517,34 @@ def test_layers_png_one_line_per_run_in_each_panel_and_a_cross_per_diverged_run(
         assert ax.get_xlabel() == "layer (0 = first)" and ax.get_title()
     np.testing.assert_allclose(_series(axes[0])[0].get_ydata(), GRAD)
     assert _legend(axes[-1]) == [*(f"init={v}" for v in INITS), "lr=0.01", "lr=0.1", "lr=1e+06"]
+
+
+@pytest.mark.parametrize(
+    ("uri", "address", "command"),
+    [
+        ("http://tracking-host:5000/", "http://tracking-host:5000", None),
+        ("https://mlflow.example.org", "https://mlflow.example.org", None),
+        ("sqlite:///mlflow.db", "http://127.0.0.1:5000", "sqlite:///{cwd}/mlflow.db"),
+        ("sqlite:////srv/x/mlflow.db", "http://127.0.0.1:5000", "sqlite:////srv/x/mlflow.db"),
+        ("sqlite:///my runs/m.db", "http://127.0.0.1:5000", "'sqlite:///{cwd}/my runs/m.db'"),
+        ("./mlruns", "http://127.0.0.1:5000", "{cwd}/mlruns"),
+        (
+            "postgresql://me:secret@db/mlflow",
+            "http://127.0.0.1:5000",
+            "'postgresql://me:***@db/mlflow'",
+        ),
+    ],
+)
+def test_run_pages_of_a_store(tmp_path, monkeypatch, uri, address, command):
+    from nnexp.report.links import run_pages
+
+    monkeypatch.chdir(tmp_path)
+    pages = run_pages(uri)
+    assert pages.address == address
+    if command is None:
+        assert pages.command is None
+    else:
+        resolved = str(tmp_path.resolve())
+        assert pages.command == "mlflow ui --backend-store-uri " + command.format(cwd=resolved)
+    assert pages.run("7", "abc") == f"{address}/#/experiments/7/runs/abc"
+    assert run_pages("databricks") is None

@@ -47,6 +47,8 @@ class RunRecord:
     params: dict[str, str]  # the swept keys' values in this job
     metrics: dict[str, float]  # last value of each metric
     objective: float  # last value of the sweep's objective, NaN if none
+    config: dict[str, str] = field(default_factory=dict)  # all its params (the resolved config)
+    tags: dict[str, str] = field(default_factory=dict)
 
     @property
     def state(self) -> str:
@@ -94,10 +96,13 @@ class Sweep:
         return min(done, key=lambda r: self.objective_spec.sort_key(r.objective), default=None)
 
     def history(self, run: RunRecord, key: str) -> History:
-        """`key`'s values by step (fetched once per run and key)."""
+        """`key`'s values by step (fetched once per run and key). A step logged twice (the
+        final metrics, logged again at the last step) keeps MLflow's order, by time: the
+        later value last."""
         if (run.run_id, key) not in self._histories:
             points = self.client.get_metric_history(run.run_id, key)
-            self._histories[run.run_id, key] = sorted((m.step, m.value) for m in points)
+            by_step = sorted(((m.step, m.value) for m in points), key=lambda point: point[0])
+            self._histories[run.run_id, key] = by_step
         return self._histories[run.run_id, key]
 
     def epochs(self, run: RunRecord) -> int:
@@ -198,4 +203,6 @@ def _record(run: Run, objective: str) -> RunRecord:
         params=json.loads(tags.get(TAG_SWEEP_PARAMS, "{}")),
         metrics=dict(metrics),
         objective=float(metrics.get(key, math.nan)),
+        config=dict(run.data.params),
+        tags=dict(tags),
     )

@@ -5,7 +5,8 @@ report of one sweep, from the tracking store alone.
     python -m nnexp.compare --sweep 20260131-120000-ab12cd --out report/
     python -m nnexp.compare --uri http://127.0.0.1:5000 --experiment nnexp
 
-Prints the table of runs and writes the PNG plots and ``report.html`` into ``--out``.
+Prints the table of runs (with each run's findings) and where their MLflow pages are, and
+writes the PNG plots and ``report.html`` (each run linked to its page) into ``--out``.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     from mlflow import MlflowClient
 
     from nnexp.report import SweepNotFound, find_sweep, format_table, load_sweep, write_report
+    from nnexp.report.links import run_pages
 
     uri = args.uri or os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlflow.db"
     if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///") :]).is_file():
@@ -64,6 +66,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"nnexp.compare: error: --runs {args.runs}: no such run", file=sys.stderr)
             return 2
     print(format_table(sweep))
+    pages = run_pages(client.tracking_uri)
+    if pages is not None:
+        print(pages.how_to_open())
     out = args.out or Path(f"report-{sweep.sweep_id}")
     paths = write_report(sweep, out, grad_runs)
     print(f"report: {paths[-1]}  ({', '.join(p.name for p in paths[:-1])})")

@@ -1,15 +1,18 @@
 """The doctor's side of the store: a recorded run → `RunFacts` (its per-epoch metric history,
-params and how it ended), its findings, and a sweep's pattern (a finding that every run with
-one swept value has and no other run has)."""
+params and how it ended), its findings, a sweep's pattern (a finding that every run with one
+swept value has and no other run has), and the report's findings cell (`findings_cell`: the
+``doctor.findings`` and ``doctor.failing`` tags the run ended with, else its diagnosis)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from nnexp.names import (
     TAG_DIVERGED,
+    TAG_DOCTOR_FAILING,
+    TAG_DOCTOR_FINDINGS,
     TAG_ERROR,
     TAG_KIND,
     TAG_N_CLASSES,
@@ -17,8 +20,8 @@ from nnexp.names import (
     TRUE,
     short_value,
 )
-from nnexp.report.collect import Sweep
-from nnexp.train.diagnosis import Finding, RunFacts, diagnose
+from nnexp.report.collect import RunRecord, Sweep
+from nnexp.train.diagnosis import FAIL, WARN, Finding, RunFacts, diagnose
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -31,17 +34,37 @@ class RunNotFound(LookupError):
 
 def run_facts(client: MlflowClient, run: Run) -> RunFacts:
     """The run's metrics by epoch (MLflow step = epoch, from 1), params, task and ending."""
+    histories = {
+        key: [(m.step, m.value) for m in client.get_metric_history(run.info.run_id, key)]
+        for key in run.data.metrics
+    }
+    return _facts(histories, run.data.params, run.data.tags)
+
+
+def record_facts(sweep: Sweep, record: RunRecord) -> RunFacts:
+    """`run_facts` of a sweep's run, from the metric histories the sweep caches (the report's
+    figures and its findings read each history once)."""
+    histories = {key: sweep.history(record, key) for key in record.metrics}
+    return _facts(histories, record.config, record.tags)
+
+
+def _facts(
+    histories: Mapping[str, Iterable[tuple[int, float]]],
+    params: Mapping[str, str],
+    tags: Mapping[str, str],
+) -> RunFacts:
+    """Histories by key, in MLflow's order (a step logged twice: the later value wins) → one
+    row of metrics per epoch."""
     by_step: dict[int, dict[str, float]] = {}
-    for key in run.data.metrics:
-        for point in client.get_metric_history(run.info.run_id, key):
-            by_step.setdefault(int(point.step), {})[key] = float(point.value)
+    for key, points in histories.items():
+        for step, value in points:
+            by_step.setdefault(int(step), {})[key] = float(value)
     last = max(by_step, default=0)
     history = [by_step.get(step, {}) for step in range(1, last + 1)]
-    tags = run.data.tags
     n_classes = tags.get(TAG_N_CLASSES, "")
     return RunFacts(
         history,
-        dict(run.data.params),
+        dict(params),
         task=tags.get("task", ""),
         n_classes=int(n_classes) if n_classes.isdigit() else None,
         diverged=tags.get(TAG_DIVERGED) == TRUE,
@@ -83,10 +106,9 @@ class SweepDiagnosis:
 
 
 def diagnose_sweep(sweep: Sweep) -> SweepDiagnosis:
-    found = {}
-    for record in sweep.runs:
-        run = sweep.client.get_run(record.run_id)
-        found[record.run_id] = diagnose(run_facts(sweep.client, run))
+    """Each run's findings from its metrics (read once: the sweep already holds its params and
+    tags), and the sweep's patterns."""
+    found = {record.run_id: diagnose(record_facts(sweep, record)) for record in sweep.runs}
     codes = {rid: {f.code for f in fs} for rid, fs in found.items()}
     params = {r.run_id: r.params for r in sweep.runs}
     return SweepDiagnosis(sweep, found, sweep_patterns(sweep.swept, params, codes))
@@ -114,6 +136,36 @@ def sweep_patterns(
             if group == having and len(group) > 1:
                 lines.append(f"all {len(group)} runs with {key}={short_value(value)}: {code}")
     return lines
+
+
+def findings_cell(sweep: Sweep, record: RunRecord) -> str:
+    """A run's findings, short, for the report's table: ``FAIL symmetry, dead_relu; WARN
+    underfitting``, or ``none``. From the tags the run ended with (no metric is read), else —
+    a run recorded before them, or one still running — from its metrics by the same rules."""
+    codes = record.tags.get(TAG_DOCTOR_FINDINGS)
+    if codes == "none":
+        return "none"
+    failing = record.tags.get(TAG_DOCTOR_FAILING)
+    if codes and failing:
+        fails = set(_codes(failing))
+        found = _codes(codes)
+        return _by_severity(
+            [(FAIL, c) for c in found if c in fails] + [(WARN, c) for c in found if c not in fails]
+        )
+    return _by_severity([(f.severity, f.code) for f in diagnose(record_facts(sweep, record))])
+
+
+def _codes(tag: str) -> list[str]:
+    return [code for code in tag.split(",") if code and code != "none"]
+
+
+def _by_severity(findings: Sequence[tuple[str, str]]) -> str:
+    groups = [
+        f"{severity} {', '.join(code for s, code in findings if s == severity)}"
+        for severity in (FAIL, WARN)
+        if any(s == severity for s, _ in findings)
+    ]
+    return "; ".join(groups) or "none"
 
 
 def summary(findings: Sequence[Finding]) -> str:

@@ -8,9 +8,11 @@ import math
 from nnexp.names import short_value
 from nnexp.objective import Objective
 from nnexp.report.collect import RunRecord, Sweep
+from nnexp.report.doctor import findings_cell
 
 # The quality metric beside the loss: the first one the runs have.
 QUALITY = ("val/acc", "val/rmse")
+FINDINGS = "findings"  # the doctor's, beside the objective (nnexp.report.doctor.findings_cell)
 
 
 def quality_metric(sweep: Sweep) -> tuple[str, object] | None:
@@ -21,12 +23,14 @@ def quality_metric(sweep: Sweep) -> tuple[str, object] | None:
     return None
 
 
-def table(sweep: Sweep) -> tuple[list[str], list[list[str]]]:
+def table(sweep: Sweep, *, findings: bool = False) -> tuple[list[str], list[list[str]]]:
     """Headers and rows: job, run, each swept key, state, epochs, the objective (final and best
-    over epochs) and the quality metric (final and best). The best run is starred."""
+    over epochs), with `findings` the doctor's findings, and the quality metric (final and
+    best). The best run is starred."""
     quality = quality_metric(sweep)
     headers = ["job", "run", *sweep.swept, "status", "epochs"]
     headers += [f"{sweep.objective} final", f"{sweep.objective} best"]
+    headers += [FINDINGS] if findings else []
     if quality:
         headers += [f"{quality[0]} final", f"{quality[0]} best"]
     best = sweep.best()
@@ -38,6 +42,7 @@ def table(sweep: Sweep) -> tuple[list[str], list[list[str]]]:
         row += [run.state, str(sweep.epochs(run))]
         best_of = sweep.objective_spec.best_of
         row += [_number(run.objective), _number(_best(sweep, run, sweep.objective, best_of))]
+        row += [findings_cell(sweep, run)] if findings else []
         if quality:
             key, better = quality
             row += [
@@ -49,8 +54,8 @@ def table(sweep: Sweep) -> tuple[list[str], list[list[str]]]:
 
 
 def format_table(sweep: Sweep) -> str:
-    """The table as aligned text, with a title line and a legend."""
-    headers, rows = table(sweep)
+    """The table as aligned text, with the doctor's findings, a title line and a legend."""
+    headers, rows = table(sweep, findings=True)
     widths = [max(len(cell) for cell in column) for column in zip(headers, *rows, strict=True)]
 
     def line(cells: list[str]) -> str:

@@ -520,6 +520,12 @@ def findings_tag(findings: Sequence[Finding]) -> str:
     return ",".join(f.code for f in findings) or "none"
 
 
+def failing_tag(findings: Sequence[Finding]) -> str:
+    """The ``doctor.failing`` tag: the codes of the FAIL findings; ``none`` if there is none
+    (with ``doctor.findings``, each finding's severity: those not failing are warnings)."""
+    return findings_tag([f for f in findings if f.severity == FAIL])
+
+
 def verdict(findings: Sequence[Finding]) -> str:
     """One line: healthy, or the findings' titles."""
     if not findings:
