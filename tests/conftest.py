@@ -195,3 +195,13 @@ def small_config(**parts):
         tracking=TrackingConfig(enabled=False),
     )
     return Config(**(defaults | parts))
+
+
+def model_rows(model, rows):
+    """Rows as a logged nnexp model takes them: a DataFrame whose columns are the names of its
+    signature's inputs (the dataset's feature names; MLflow refuses unnamed arrays)."""
+    import numpy as np
+    import pandas as pd
+
+    names = model.metadata.get_input_schema().input_names()
+    return pd.DataFrame(np.asarray(rows, dtype=np.float64), columns=names)

@@ -16,6 +16,7 @@ PACKAGE = ROOT / "nnexp"
 # Lower layers never import higher ones. Leaves import nothing of nnexp.
 LAYERS = {
     "leaf": 0,  # nnexp.names, nnexp.objective, nnexp.timing, nnexp.schema
+    "serving": 0,  # shipped with each logged model, where nnexp is not installed: imports none
     "nn": 1,
     "data": 2,
     "train": 3,
@@ -57,6 +58,12 @@ def _type_checking_only(tree: ast.Module) -> set[int]:
     return lines
 
 
+def _of_nnexp(module: str) -> bool:
+    """nnexp or one of its modules (not ``nnexp_serving``, the name a logged model's copy of
+    nnexp.serving goes by)."""
+    return module == "nnexp" or module.startswith("nnexp.")
+
+
 def _imports(name: str, tree: ast.Module) -> list[tuple[str, str | None, int]]:
     """(imported nnexp module, imported name or None, line) for every import in the module,
     at any depth. ``from nnexp import train`` is an import of the module ``nnexp.train``."""
@@ -66,9 +73,9 @@ def _imports(name: str, tree: ast.Module) -> list[tuple[str, str | None, int]]:
         if getattr(node, "lineno", None) in skip:
             continue
         if isinstance(node, ast.Import):
-            out += [(a.name, None, node.lineno) for a in node.names if a.name.startswith("nnexp")]
+            out += [(a.name, None, node.lineno) for a in node.names if _of_nnexp(a.name)]
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            if not node.module.startswith("nnexp"):
+            if not _of_nnexp(node.module):
                 continue
             for alias in node.names:
                 sub = f"{node.module}.{alias.name}"
@@ -127,6 +134,18 @@ def test_no_private_name_is_imported_from_another_module():
         if what and what.startswith("_") and target != name
     ]
     assert private == []
+
+
+def test_the_served_package_imports_nothing_of_nnexp_and_only_relatively():
+    """nnexp.serving is copied into each logged model as ``nnexp_serving``: an import of nnexp
+    (absolute, or relative beyond the package) would fail where the model is served."""
+    serving = {name: tree for name, tree in MODULES.items() if name.startswith("nnexp.serving")}
+    assert len(serving) >= 3
+    for name, tree in serving.items():
+        assert [t for t, _, _ in _imports(name, tree)] == [], name
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom):
+                assert node.level <= 1, f"{name}:{node.lineno} imports beyond its package"
 
 
 def test_leaf_modules_import_nothing_of_nnexp():

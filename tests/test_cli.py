@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from conftest import model_rows
 
 from nnexp.nn import SigmoidBCE, mlp
 from nnexp.train import load_checkpoint
@@ -82,7 +83,7 @@ def test_checkpoint_and_pyfunc_model_predict_like_the_trained_network(cli, tmp_p
     raw_val = splits.X_val * splits.scale + splits.mean
     mlflow.set_tracking_uri(cli.uri)
     model = mlflow.pyfunc.load_model(run.data.tags["model_uri"])
-    pred = np.asarray(model.predict(raw_val.astype(np.float64)))
+    pred = np.asarray(model.predict(model_rows(model, raw_val)))
     assert np.mean(pred == splits.y_val) == pytest.approx(run.data.metrics["val/acc"], abs=1e-9)
     # ...and the last checkpoint, loaded into the same architecture, predicts the same.
     state = load_checkpoint(tmp_path / "outputs/run/checkpoints/last.npz")

@@ -186,8 +186,14 @@ def test_bundle_round_trip_of_a_classifier_on_raw_inputs(tmp_path):
     assert path == tmp_path / "nested" / "bundle"
     spec = json.loads((path / "spec.json").read_text())
     assert spec == {
-        "format": 1, "mlp": kwargs, "loss": "softmax_cross_entropy", "task": "multiclass",
-        "classes": ["a", "b", "c"],
+        "format": 2, "mlp": kwargs, "loss": "softmax_cross_entropy", "task": "multiclass",
+        "classes": ["a", "b", "c"], "labels": ["a", "b", "c"], "features": ["x0", "x1", "x2"],
+        "layers": [
+            {"kind": "dense", "name": "dense_0"},
+            {"kind": "batchnorm", "name": "batchnorm_0", "eps": 1e-05},
+            {"kind": "tanh", "name": "tanh_0"},
+            {"kind": "dense", "name": "dense_1"},
+        ],
     }  # fmt: skip
     with np.load(path / "weights.npz", allow_pickle=False) as f:
         keys = set(f.files)

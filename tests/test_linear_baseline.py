@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import model_rows
 
 from nnexp.nn import Dense, StepStats, mlp
 from nnexp.nn.gradients import norm
@@ -100,6 +101,7 @@ def test_a_linear_model_trains_is_tracked_and_served(
     monkeypatch.setenv("MLFLOW_TRACKING_URI", cli.uri)
     model = mlflow.pyfunc.load_model(tags["model_uri"])
     X = np.random.default_rng(0).standard_normal((7, features))
-    predicted = np.asarray(model.predict(X))
+    predicted = np.asarray(model.predict(model_rows(model, X)))
     assert len(predicted) == 7
-    assert predicted.dtype.kind == ("f" if task == "regression" else "i")
+    # values; moons' labels 0 and 1; iris's target names
+    assert predicted.dtype.kind == {"regression": "f", "binary": "i", "multiclass": "U"}[task]

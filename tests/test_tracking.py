@@ -1,7 +1,7 @@
 """nnexp.tracking against a real sqlite MLflow store: a run gets its params (chunked past 100),
 tags, every metric at its epoch (past 1000 buffered points), the config, Hydra files,
 checkpoints and plots as artifacts, and a pyfunc model that predicts exactly what `Predictor`
-predicts (also in a fresh interpreter where nnexp is not installed). A crash ends the run
+predicts (also in a fresh interpreter where nnexp cannot be imported). A crash ends the run
 FAILED with its error (and `diverged` for NaN), keeps the checkpoints, and is never masked by
 a tracking failure. A fake trainer drives the callback; nnexp.train is not needed.
 
@@ -241,7 +241,10 @@ def test_mlflow_global_state_is_left_as_it_was(finished, store):
 
 
 def _reference(task: SimpleNamespace, tmp_path: Path, X: np.ndarray) -> np.ndarray:
-    return Predictor(task.write_bundle(tmp_path / "reference")).predict(X)
+    """What nnexp.nn's network predicts: the values, or the labels of the class indices."""
+    predictor = Predictor(task.write_bundle(tmp_path / "reference"))
+    predicted = predictor.predict(X)
+    return predicted if predictor.classes is None else np.asarray(predictor.classes)[predicted]
 
 
 @pytest.mark.parametrize("kind", ["classification", "regression"])
@@ -258,34 +261,40 @@ def test_pyfunc_model_predicts_what_predictor_predicts(store, tmp_path, kind, mo
     X = np.random.default_rng(7).normal(5.0, 3.0, size=(50, 4))
     expected = _reference(task, tmp_path, X)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", store.uri)  # where load_model resolves URIs
+    columns = ["x0", "x1", "x2", "x3"]  # the signature names the features
     for uri in (run.data.tags["model_uri"], f"runs:/{tracker.run_id}/model"):
         model = mlflow.pyfunc.load_model(uri)
-        assert np.array_equal(model.predict(X), expected)
-        assert np.array_equal(model.predict(pd.DataFrame(X)), expected)
+        assert model.metadata.get_input_schema().input_names() == columns
+        assert np.array_equal(model.predict(pd.DataFrame(X, columns=columns)), expected)
+        with pytest.raises(mlflow.exceptions.MlflowException, match=r"missing inputs \['x0'"):
+            model.predict(X)  # unnamed columns: MLflow's own check of a column-named signature
     if kind == "classification":
-        assert expected.dtype.kind == "i" and len(set(expected)) > 1
+        assert set(expected) == {"a", "b", "c"}  # the labels, not the class indices
     else:
         assert expected.dtype.kind == "f" and abs(expected.mean() - 100.0) < 50
 
 
 _FRESH_INTERPRETER = """
 import importlib.abc, importlib.util, json, sys
-# nnexp is not installed here (its editable-install finder removed; -I keeps the cwd off
-# sys.path), and neither are the runner's dependencies.
+# nnexp is not installed here (its editable-install finder removed; -I keeps the cwd and
+# PYTHONPATH off sys.path; any import of it is refused), and neither are the runner's
+# dependencies.
 sys.meta_path[:] = [f for f in sys.meta_path if "editable" not in getattr(f, "__module__", "")]
 assert importlib.util.find_spec("nnexp") is None
 
 class Block(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path=None, target=None):
-        if name.partition(".")[0] in {"hydra", "omegaconf", "tqdm", "sklearn", "matplotlib"}:
+        top = name.partition(".")[0]
+        if top in {"nnexp", "hydra", "omegaconf", "tqdm", "sklearn", "matplotlib"}:
             raise ModuleNotFoundError(f"blocked: {name}")
 
 sys.meta_path.insert(0, Block())
-import mlflow, numpy as np
+import mlflow, numpy as np, pandas as pd
 model = mlflow.pyfunc.load_model(sys.argv[1])
-X = np.asarray(json.loads(sys.argv[2]))
-import nnexp
-print(json.dumps({"pred": model.predict(X).tolist(), "nnexp": nnexp.__file__}))
+X = pd.DataFrame(json.loads(sys.argv[2]), columns=["x0", "x1", "x2", "x3"])
+served = sys.modules["nnexp_serving"].__file__
+nnexp = sorted(m for m in sys.modules if m == "nnexp" or m.startswith("nnexp."))
+print(json.dumps({"pred": model.predict(X).tolist(), "served": served, "nnexp": nnexp}))
 """
 
 
@@ -310,7 +319,8 @@ def test_pyfunc_model_loads_where_nnexp_is_not_installed(finished, store, tmp_pa
     )
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert "/code/nnexp/" in out["nnexp"]  # the copy logged with the model
+    assert "/code/nnexp_serving/" in out["served"]  # the copy logged with the model
+    assert out["nnexp"] == []
     assert out["pred"] == _reference(_task("classification"), tmp_path, X).tolist()
 
 

@@ -69,6 +69,16 @@ def label_name(value: object) -> str:
     return str(value)
 
 
+def label_value(name: str) -> int | str:
+    """A class name as the label the user gave: the inverse of `label_name` for integer labels
+    ('3' -> 3; numeric labels are integers, see `nnexp.data.files`), text stays text."""
+    try:
+        number = int(name)
+    except ValueError:
+        return name
+    return number if str(number) == name else name
+
+
 def encode_labels(values: np.ndarray) -> tuple[np.ndarray, list[str]]:
     """Map labels (ints, integer-valued floats, strings) to int64 codes 0..C-1, keeping their
     sorted original values as class names: {3, 7} becomes {0, 1} with classes ['3', '7']."""

@@ -24,8 +24,9 @@ if TYPE_CHECKING:
 
 class RunArtifacts:
     """`write_bundle(dir)` writes the model bundle into `dir` and returns it; `input_example`
-    holds a few raw input rows for the model signature; `use_plot_worker` draws the plots in a
-    separate process, overlapping the run (`nnexp.tracking.plot_worker`)."""
+    holds a few raw input rows for the model signature; `register_as` (a name) registers the
+    model in the model registry; `use_plot_worker` draws the plots in a separate process,
+    overlapping the run (`nnexp.tracking.plot_worker`)."""
 
     def __init__(
         self,
@@ -35,6 +36,7 @@ class RunArtifacts:
         checkpoint_dir: Path,
         write_bundle: Callable[[Path], Path],
         input_example: np.ndarray,
+        register_as: str | None = None,
         enabled: bool = True,
         use_plot_worker: bool = False,
         checkpoint_keep: int | None = None,
@@ -44,6 +46,7 @@ class RunArtifacts:
         self.checkpoint_dir = checkpoint_dir
         self.write_bundle = write_bundle
         self.input_example = input_example
+        self.register_as = register_as
         self.enabled = enabled
         self.use_plot_worker = use_plot_worker
         self.checkpoint_keep = checkpoint_keep  # the Checkpointer's `keep`: None keeps all
@@ -174,6 +177,7 @@ class RunArtifacts:
                         bundle_dir=bundle,
                         input_example=self.input_example,
                         step=step,
+                        register_as=self.register_as,
                     )
                 link.client.set_tag(link.run_id, TAG_MODEL_URI, uri)
                 return
@@ -185,4 +189,7 @@ class RunArtifacts:
         bundle = self.write_bundle(spool.directory / "model")
         example = spool.directory / "input_example.npy"
         np.save(example, np.asarray(self.input_example, dtype=np.float64), allow_pickle=False)
-        spool.add_op("model", bundle=str(bundle), example=str(example), step=step)
+        spool.add_op(
+            "model", bundle=str(bundle), example=str(example), step=step,
+            register_as=self.register_as,
+        )  # fmt: skip

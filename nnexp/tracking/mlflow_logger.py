@@ -56,7 +56,8 @@ class MlflowTracker(Callback):
     """Logs one training run to MLflow. Arguments are prepared by the runner: `params` is the
     resolved config flattened to dotted keys, `run_dir` is Hydra's job directory (with
     ``.hydra/``), `write_bundle(dir)` writes the model bundle into `dir` and returns it, and
-    `input_example` holds a few raw input rows for the model signature (`artifacts=False`: only
+    `input_example` holds a few raw input rows for the model signature, `register_as` names the
+    model in the model registry (None: not registered) (`artifacts=False`: only
     metrics, params, tags and the status are recorded). `resume_run_id` reopens that run instead
     of creating one; `log_every` is the runner's logging interval (epochs), used when sending a
     resumed run's missing epochs; `plot_worker` draws the plots in a separate process,
@@ -75,6 +76,7 @@ class MlflowTracker(Callback):
         checkpoint_dir: str | Path,
         write_bundle: Callable[[Path], Path],
         input_example: np.ndarray,
+        register_as: str | None = None,
         flush_every_s: float = 2.0,
         parent_run_id: str | None = None,
         resume_run_id: str | None = None,
@@ -110,6 +112,7 @@ class MlflowTracker(Callback):
             checkpoint_dir=self.checkpoint_dir,
             write_bundle=write_bundle,
             input_example=input_example,
+            register_as=register_as,
             enabled=artifacts,
             use_plot_worker=plot_worker,
             checkpoint_keep=checkpoint_keep,

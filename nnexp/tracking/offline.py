@@ -145,6 +145,7 @@ def _replay(client: MlflowClient, run_id: str, op: dict[str, Any]) -> None:
             bundle_dir=op["bundle"],
             input_example=np.load(op["example"], allow_pickle=False),
             step=op["step"],
+            register_as=op.get("register_as"),
         )
         client.set_tag(run_id, TAG_MODEL_URI, uri)
     elif kind == "terminate":

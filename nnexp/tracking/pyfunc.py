@@ -1,56 +1,53 @@
-"""The trained model as an MLflow pyfunc model: `NnexpModel` wraps `nnexp.train.export.Predictor`
-around the model bundle (``spec.json`` + ``weights.npz``), which is the model's only artifact.
+"""The trained model as an MLflow pyfunc model: `nnexp.serving` (the bundle reader, its NumPy
+forward pass and the pyfunc wrapper, a few KB) around the model bundle (``spec.json`` +
+``weights.npz``), the model's only artifact.
 
 It is logged as MLflow "models from code" (`model_code.py` builds it at load time, so nothing is
-pickled) with the `nnexp` package itself copied in via ``code_paths``: `mlflow.pyfunc.load_model`
-works in an environment where nnexp is not installed, with numpy and mlflow alone.
+pickled), with `nnexp.serving` copied in via ``code_paths`` as the top-level package
+``nnexp_serving``: `mlflow.pyfunc.load_model` works where nnexp is not installed, with numpy,
+pandas and mlflow alone. The signature names the input columns (the dataset's feature names),
+so a DataFrame, a CSV or JSON records are matched by name and integers are cast to float, and
+declares the ``output`` parameter (``label`` or ``proba``).
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import sys
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib.metadata import version
 from pathlib import Path
-from typing import Any
 
 import mlflow
 import numpy as np
+import pandas as pd
 
-import nnexp
-from nnexp.train.export import Predictor
+from nnexp import serving
+from nnexp.serving import Bundle
+from nnexp.serving.pyfunc_model import BUNDLE_ARTIFACT, OUTPUT_PARAM, OUTPUTS
 
 MODEL_NAME = "model"
-BUNDLE_ARTIFACT = "bundle"
+SHIPPED_AS = "nnexp_serving"  # the name model_code.py imports nnexp.serving under
 _MODEL_CODE = Path(__file__).with_name("model_code.py")
-_PACKAGE_DIR = Path(nnexp.__file__).parent
+_SERVING_DIR = Path(serving.__file__).parent
 
-
-class NnexpModel(mlflow.pyfunc.PythonModel):
-    """Predictions on raw inputs: class indices (classification) or values (regression)."""
-
-    def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
-        self.predictor = Predictor(context.artifacts[BUNDLE_ARTIFACT])
-
-    # Annotated np.ndarray (MLflow infers no schema from that hint; the signature given at
-    # logging does the checking). A pandas DataFrame is accepted too.
-    def predict(
-        self, context, model_input: np.ndarray, params: dict[str, Any] | None = None
-    ) -> np.ndarray:
-        if hasattr(model_input, "to_numpy"):  # pandas DataFrame
-            model_input = model_input.to_numpy()
-        return np.asarray(self.predictor.predict(np.asarray(model_input)))
-
-
-REQUIREMENTS = ("mlflow", "numpy")  # what the model's code imports (nnexp itself is code_paths)
+REQUIREMENTS = ("mlflow", "numpy", "pandas")  # what the model's code imports
 
 
 def pinned_requirements() -> list[str]:
     """What the model needs, pinned to this environment. Explicit, because MLflow's inference
     of requirements loads the model in a subprocess and takes seconds."""
     return [f"{name}=={version(name)}" for name in REQUIREMENTS]
+
+
+def model_signature(bundle: Bundle, example: pd.DataFrame) -> mlflow.models.ModelSignature:
+    """Input columns named by the features, the default output's type, the ``output`` param."""
+    return mlflow.models.infer_signature(
+        example, bundle.predict(example.to_numpy()), params={OUTPUT_PARAM: OUTPUTS[0]}
+    )
 
 
 def log_pyfunc_model(
@@ -60,40 +57,63 @@ def log_pyfunc_model(
     bundle_dir: str | Path,
     input_example: np.ndarray,
     step: int = 0,
+    register_as: str | None = None,
 ) -> str:
     """Log `bundle_dir` as the pyfunc model ``model`` of run `run_id`; return its model URI.
+    `register_as`: also register it in the model registry under that name (a new version).
 
     MLflow 3 attaches a logged model to the fluent *active* run (on the global tracking URI),
     so this resumes `run_id` inside ``mlflow.start_run`` for the call; leaving that context
     ends the run as FINISHED (or FAILED if logging raised). Call it last. `step` links the
     run's metrics at that step to the model (MLflow's LoggedModel metrics).
     """
-    bundle_dir = Path(bundle_dir)
-    # float64: NumPy's default, and MLflow's tensor schema rejects any other dtype at predict.
-    example = np.asarray(input_example, dtype=np.float64)
-    signature = mlflow.models.infer_signature(example, Predictor(bundle_dir).predict(example))
-    # Validating the input example loads the model in this process, which prepends its
-    # (temporary, soon deleted) code directory to sys.path: undo that.
-    saved_sys_path = list(sys.path)
-    try:
-        with (
-            _use_tracking_uri(tracking_uri),
-            _known_requirements(),
-            mlflow.start_run(run_id=run_id, nested=True),
-        ):
-            info = mlflow.pyfunc.log_model(
-                name=MODEL_NAME,
-                python_model=str(_MODEL_CODE),
-                artifacts={BUNDLE_ARTIFACT: str(bundle_dir)},
-                code_paths=[str(_PACKAGE_DIR)],
-                signature=signature,
-                input_example=example,
-                pip_requirements=pinned_requirements(),
-                step=step,
-            )
-    finally:
-        sys.path[:] = saved_sys_path
+    bundle = Bundle(bundle_dir)
+    # float64: integer columns are cast to it by the signature, the model computes in its own
+    example = pd.DataFrame(np.asarray(input_example, dtype=np.float64), columns=bundle.features)
+    with (
+        tempfile.TemporaryDirectory(prefix="nnexp-serving-") as code,
+        _importable(_ship_serving(Path(code))) as package,
+        _use_tracking_uri(tracking_uri),
+        _known_requirements(),
+        mlflow.start_run(run_id=run_id, nested=True),
+    ):
+        info = mlflow.pyfunc.log_model(
+            name=MODEL_NAME,
+            python_model=str(_MODEL_CODE),
+            artifacts={BUNDLE_ARTIFACT: str(bundle_dir)},
+            code_paths=[str(package)],
+            signature=model_signature(bundle, example),
+            input_example=example,
+            pip_requirements=pinned_requirements(),
+            registered_model_name=register_as or None,
+            step=step,
+        )
     return info.model_uri
+
+
+def _ship_serving(directory: Path) -> Path:
+    """`nnexp.serving`'s modules (not its caches) as the package ``nnexp_serving``."""
+    package = directory / SHIPPED_AS
+    package.mkdir()
+    for source in sorted(_SERVING_DIR.glob("*.py")):
+        shutil.copy2(source, package / source.name)
+    return package
+
+
+@contextmanager
+def _importable(package: Path) -> Iterator[Path]:
+    """`package` importable for the block, as MLflow runs model_code.py while logging (and the
+    input example's validation loads the model, prepending its code directory to sys.path);
+    then sys.path and sys.modules are put back: the directory is temporary."""
+    saved_path, saved_modules = list(sys.path), set(sys.modules)
+    sys.path.insert(0, str(package.parent))
+    try:
+        yield package
+    finally:
+        sys.path[:] = saved_path
+        for name in set(sys.modules) - saved_modules:
+            if name == SHIPPED_AS or name.startswith(SHIPPED_AS + "."):
+                del sys.modules[name]
 
 
 @contextmanager

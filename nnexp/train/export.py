@@ -1,7 +1,9 @@
 """The trained model as files a predictor can load without Hydra or the training data:
-``spec.json`` (architecture, task, preprocessing) and ``weights.npz`` (read with
-allow_pickle=False). `Predictor` maps *raw* inputs to predictions: it applies the training
-split's standardization itself and undoes the target scaling of regression."""
+``spec.json`` (architecture, task, input columns, labels) and ``weights.npz`` (weights and
+preprocessing, read with allow_pickle=False). Two readers: `Predictor` rebuilds the trainable
+network (`nnexp.nn`); `nnexp.serving.Bundle`, which a logged model ships, runs the spec's
+``layers`` with NumPy alone. Both map *raw* inputs to predictions: they apply the training
+split's standardization themselves and undo the target scaling of regression."""
 
 from __future__ import annotations
 
@@ -12,8 +14,33 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from nnexp.data.dataset import feature_names, label_value
 from nnexp.nn import LOSSES, Sequential, mlp
+from nnexp.nn.layers import BatchNorm1d, Dropout
 from nnexp.nn.module import FloatArray, Targets
+from nnexp.nn.residual import Residual
+
+FORMAT = 2  # 2: the spec lists its layers, input columns and typed labels
+
+
+def inference_layers(model: Sequential) -> list[dict[str, Any]]:
+    """The forward pass as `nnexp.serving` runs it: each module's kind and name (its weights'
+    keys) and what its inference needs besides the weights. Dropout is the identity at
+    inference: left out."""
+    layers: list[dict[str, Any]] = []
+    for m in model.modules:
+        if isinstance(m, Dropout):
+            continue
+        layer: dict[str, Any] = {"kind": m.kind, "name": m.name}
+        if isinstance(m, Residual):
+            layer |= {"skip": m.skip.name, "projected": m.P is not None}
+        if isinstance(m, BatchNorm1d):
+            layer["eps"] = float(m.eps)
+        alpha = getattr(m, "alpha", None)  # leaky_relu's slope, elu's scale
+        if alpha is not None:
+            layer["alpha"] = float(alpha)
+        layers.append(layer)
+    return layers
 
 
 def save_bundle(
@@ -24,12 +51,16 @@ def save_bundle(
     loss: str,
     task: str,
     classes: list[str] | None = None,
+    features: list[str] | None = None,
     x_mean: FloatArray | None = None,
     x_scale: FloatArray | None = None,
     y_mean: FloatArray | float | None = None,
     y_scale: FloatArray | float | None = None,
 ) -> Path:
-    """Write ``spec.json`` and ``weights.npz`` into `directory` (created); return it."""
+    """Write ``spec.json`` and ``weights.npz`` into `directory` (created); return it.
+    `classes` name the class indices; the spec also keeps them as ``labels``, typed as the
+    data had them (integers stay integers). `features` name the input columns (default
+    ``x0``, ``x1``, ...)."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     arrays: dict[str, NDArray[np.floating]] = {
@@ -44,7 +75,17 @@ def save_bundle(
             arrays[key] = np.asarray(target, dtype=np.float64)
     # mypy matches **arrays against savez's allow_pickle: bool too; every value is an array.
     np.savez(directory / "weights.npz", **arrays)  # type: ignore[arg-type]
-    spec = {"format": 1, "mlp": mlp_kwargs, "loss": loss, "task": task, "classes": classes}
+    n_features = int(mlp_kwargs["in_features"])
+    spec: dict[str, Any] = {
+        "format": FORMAT,
+        "mlp": mlp_kwargs,
+        "loss": loss,
+        "task": task,
+        "classes": classes,
+        "labels": None if classes is None else [label_value(c) for c in classes],
+        "features": list(features) if features else feature_names(n_features),
+        "layers": inference_layers(model),
+    }
     (directory / "spec.json").write_text(json.dumps(spec, indent=2))
     return directory
 
