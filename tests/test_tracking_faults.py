@@ -4,7 +4,8 @@ the tests (sqlite backend and artifacts in tmp_path):
 - server down at start: one clear error line within seconds, before any training;
 - server gone mid-run: training finishes, metrics and the rest are spooled locally, the user is
   told where and how to upload them; `python -m nnexp.tracking.offline` uploads them later and
-  the run is complete (every epoch's metrics, checkpoints, model, FINISHED);
+  the run is complete (every epoch's metrics, checkpoints, model and its registered version,
+  FINISHED);
 - server back mid-run: the tracker uploads the spool itself.
 """
 
@@ -95,6 +96,11 @@ def _assert_complete(server: MlflowServer, run_id: str, epochs: int = EPOCHS) ->
     assert run.data.tags["model_uri"].startswith("models:/")
 
 
+def _versions(server: MlflowServer, name: str) -> list[tuple[int, str]]:
+    found = server.client().search_model_versions(f"name='{name}'")
+    return sorted((int(v.version), v.run_id) for v in found)
+
+
 def test_server_down_at_start_is_a_clear_error_within_seconds(server, tmp_path):
     server.start()
     server.stop()  # it was there; now nothing listens on its port
@@ -112,7 +118,10 @@ def test_server_down_at_start_is_a_clear_error_within_seconds(server, tmp_path):
 
 def test_server_gone_mid_run_keeps_everything_and_uploads_later(server, tmp_path):
     server.start()
-    proc = _nnexp(tmp_path / "work", server.uri, *SLOW, "tracking.retry_every_s=1000")
+    proc = _nnexp(
+        tmp_path / "work", server.uri, *SLOW, "tracking.retry_every_s=1000",
+        "tracking.register_as=spooled",
+    )  # fmt: skip
     run_id = _wait_for_epochs(server, 3, proc)
     server.stop()
     out, err = proc.communicate(timeout=300)
@@ -129,10 +138,13 @@ def test_server_gone_mid_run_keeps_everything_and_uploads_later(server, tmp_path
     assert upload.returncode == 0, upload.stderr
     assert "uploaded" in upload.stdout
     _assert_complete(server, run_id)
+    # the spooled model is registered as it is uploaded, once
+    assert _versions(server, "spooled") == [(1, run_id)]
     # Uploading again sends nothing twice.
     again = _upload(spool)
     assert "uploaded 0 metric points, 0 operations" in again.stdout
     _assert_complete(server, run_id)
+    assert _versions(server, "spooled") == [(1, run_id)]
 
 
 @pytest.mark.slow
