@@ -118,6 +118,16 @@ def test_a_binary_model_gives_both_columns_and_integer_labels_stay_integers(tmp_
     assert set(labels.tolist()) == {3, 7}
 
 
+def test_a_bundle_without_class_names_answers_class_indices(tmp_path):
+    path, raw = _bundle(tmp_path, loss="sigmoid_bce", out=1, classes=None)
+    served, model = Bundle(path), _pyfunc(path)
+    assert served.labels is None
+    labels = served.predict(raw)
+    assert np.array_equal(labels, Predictor(path).predict(raw)) and set(labels) == {0, 1}
+    proba = model.predict(None, raw, params={"output": "proba"})
+    assert list(proba.columns) == [0, 1]
+
+
 def test_a_regression_answers_values_in_the_targets_units(tmp_path):
     path, raw = _bundle(tmp_path, loss="mse", out=1, classes=None, dtype="float64")
     served = Bundle(path)

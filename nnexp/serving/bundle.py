@@ -64,12 +64,15 @@ class Bundle:
             if self.y_scale is not None:
                 values = values * self.y_scale + self.y_mean
             return values
-        index = HEADS[self.loss][1](logits)
+        index: Array = HEADS[self.loss][1](logits)
+        if self.labels is None:  # a bundle saved without class names: the class indices
+            return index
         labels: Array = np.asarray(self.labels)[index]
         return labels
 
     def predict_proba(self, X: Any) -> Array:
-        """Each row's probability of each class, columns in the order of ``labels``."""
+        """Each row's probability of each class, columns in the order of ``labels`` (of the
+        class indices when it has none)."""
         if not self.classification:
             raise ValueError("a regression model has no class probabilities")
         return HEADS[self.loss][0](self.logits(X))

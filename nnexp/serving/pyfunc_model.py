@@ -43,9 +43,9 @@ class NnexpModel(PythonModel):
                 "not class probabilities"
             )
         index = model_input.index if isinstance(model_input, pd.DataFrame) else None
-        return pd.DataFrame(
-            self.bundle.predict_proba(rows), columns=self.bundle.labels, index=index
-        )
+        proba = self.bundle.predict_proba(rows)
+        columns = self.bundle.labels or list(range(proba.shape[1]))
+        return pd.DataFrame(proba, columns=columns, index=index)
 
     def _rows(self, model_input: Any) -> np.ndarray:
         """The features as a float64 array, in the model's column order (an array, as called
