@@ -295,3 +295,11 @@ def test_non_finite_test_metrics_after_the_first_epoch_name_epoch_1():
     )  # fmt: skip
     with pytest.raises(FloatingPointError, match=r"training diverged at epoch 1, "):
         trainer.fit()
+
+
+def test_a_checkpoint_creates_its_missing_directories_and_leaves_no_temporary_file(tmp_path):
+    from nnexp.train.checkpoint import save_checkpoint
+
+    path = save_checkpoint(tmp_path / "a" / "b" / "epoch_0001.npz", {"x": np.arange(3.0)})
+    assert path == tmp_path / "a" / "b" / "epoch_0001.npz" and path.is_file()
+    assert sorted(p.name for p in path.parent.iterdir()) == ["epoch_0001.npz"]

@@ -180,3 +180,55 @@ def test_sampled_update_ratios_use_the_weights_norms_after_the_update():
     trainer.fit()
     ratios = {k: v for k, v in trainer.history[0].items() if k.startswith("update_ratio/")}
     assert ratios and all(0.0 < v < 1.0 for v in ratios.values())
+
+
+def test_a_binary_classifiers_output_statistics_count_its_two_classes():
+    # One sigmoid output: two classes (not the output layer's input width, here 5).
+    trainer = _trainer(lr=0.1, stats=("output",))
+    trainer.fit()
+    classes = sorted(k for k in trainer.history[0] if k.startswith("output/class_"))
+    assert classes == ["output/class_0", "output/class_1"]
+    assert trainer.history[0]["output/class_0"] + trainer.history[0]["output/class_1"] == 1.0
+
+
+@pytest.mark.parametrize(("batch_norm", "sizes"), [(True, [4, 5]), (False, [4, 4, 1])])
+def test_a_remainder_of_one_row_is_folded_into_the_last_batch_only_under_batch_norm(
+    batch_norm, sizes
+):
+    model = mlp(2, [5], 1, activation="tanh", seed=3, batch_norm=batch_norm)
+    data = _binary(rows=9)
+    trainer = Trainer(
+        model, SigmoidBCE(), SGD(list(model.parameters()), lr=0.1), Constant(0.1), data,
+        TrainSettings(epochs=1, batch_size=4, stats=()),
+    )  # fmt: skip
+    assert [len(b) for b in trainer._batches()] == sizes
+
+
+def _mixed(loss_scale: str, stats=("grad_norm",)) -> Trainer:
+    model = mlp(2, [8] * 12, 1, activation="sigmoid", seed=3)
+    return Trainer(
+        model, SigmoidBCE(), SGD(list(model.parameters()), lr=0.1), Constant(0.1), _binary(64),
+        TrainSettings(epochs=1, batch_size=16, stats=stats, precision="mixed",
+                      loss_scale=loss_scale),
+    )  # fmt: skip
+
+
+def test_mixed_precision_scales_the_loss_as_configured():
+    assert _mixed("none").scaler.scale == 1.0
+    assert _mixed("256").scaler.scale == 256.0
+    assert _mixed("dynamic").scaler.scale > 256.0  # starts high, halves on overflow
+    assert _trainer(lr=0.1).scaler is None  # float32: no scaler
+
+
+def _underflow(loss_scale: str) -> dict[str, float]:
+    trainer = _mixed(loss_scale)
+    trainer.fit()
+    return {k: v for k, v in trainer.history[0].items() if k.startswith("amp/underflow/")}
+
+
+def test_mixed_precision_measures_underflow_on_the_sampled_steps():
+    # A 12-layer sigmoid net unscaled: its first layers' float16 gradients flush to zero;
+    # the dynamic scale lifts them back into float16's range.
+    unscaled, scaled = _underflow("none"), _underflow("dynamic")
+    assert len(unscaled) == 13 and unscaled["amp/underflow/dense_0"] > 0.3
+    assert scaled.keys() == unscaled.keys() and max(scaled.values()) == 0.0

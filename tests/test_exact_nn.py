@@ -1022,3 +1022,19 @@ def test_inference_returns_fresh_arrays_a_caller_may_keep():
     b = layer.forward(np.zeros((3, 2)))
     assert b is not a and not np.shares_memory(a, b)
     np.testing.assert_array_equal(a, kept)  # not overwritten by the next call
+
+
+def test_a_residual_projection_is_a_decayed_weight_drawn_from_the_given_rng_in_the_dtype():
+    from nnexp.nn.residual import Residual, Skip
+
+    def projection(seed: int, dtype=np.float32) -> np.ndarray:
+        block = Residual(Skip(), 3, 4, init="xavier_normal", rng=np.random.default_rng(seed),
+                         dtype=dtype)  # fmt: skip
+        assert block.P is not None and block.P.decay is True  # L2 and statistics see it
+        assert block.P.value.shape == (3, 4) and block.P.value.dtype == dtype
+        return block.P.value
+
+    assert not np.array_equal(projection(1), projection(2))  # the rng given, not a fixed one
+    assert np.array_equal(projection(1), projection(1))
+    assert projection(1, np.float64).dtype == np.float64
+    assert Residual(Skip(), 4, 4).P is None  # equal widths: the identity, no parameter

@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import json
 import sys
+import types
 import warnings
 
 import numpy as np
@@ -25,6 +26,7 @@ from nnexp.config import (
     TrainerConfig,
 )
 from nnexp.data import FileSpec
+from nnexp.names import TAG_DOCTOR_FINDINGS
 from nnexp.nn import MSE, SGD, Parameter, mlp
 from nnexp.objective import Objective
 from nnexp.schema import describe as describe_limits
@@ -246,3 +248,37 @@ def test_a_bundle_keeps_targets_in_float64_an_indented_spec_and_refuses_pickles(
 def test_schema_rule_with_only_an_upper_bound():
     assert describe_limits({"lt": 1}) == "must be < 1"
     assert describe_limits({"le": 5, "note": "(seconds)"}) == "must be <= 5 (seconds)"
+
+
+@pytest.mark.parametrize(
+    ("setting", "expected"), [(None, "dynamic"), ("none", "none"), ("64", "64")]
+)
+def test_the_loss_scale_setting_reaches_the_trainer_dynamic_when_unset(setting, expected):
+    cfg = _cfg(
+        trainer=TrainerConfig(epochs=1, batch_size=16, precision="mixed", loss_scale=setting)
+    )
+    assert b.train_settings(cfg).loss_scale == expected
+    assert b.train_settings(cfg).precision == "mixed"
+
+
+def test_the_doctor_verdict_knows_the_task_and_tags_the_tracked_run(tmp_path):
+    cfg = _cfg()
+    built = b.build(cfg)
+    job = b.Job(tmp_path, [], {"model": {"init": "zeros"}}, tmp_path, "k")
+
+    class Client:
+        def log_batch(self, run_id, tags=()):
+            self.logged = run_id, {t.key: t.value for t in tags}
+
+    class Tracker:
+        run_id, client = "run42", Client()
+
+    verdict = b.doctor_verdict(built, job, Tracker())
+    assert (verdict.task, verdict.n_classes) == ("binary", 2)
+    assert verdict.params == {"model.init": "zeros"}
+
+    finished = types.SimpleNamespace(history=[{"train/acc": 0.5}])  # chance: underfitting
+    verdict.on_fit_end(finished, {})
+    run_id, tags = Tracker.client.logged
+    assert run_id == "run42"
+    assert tags[TAG_DOCTOR_FINDINGS] == "symmetry,underfitting"
