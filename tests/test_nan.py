@@ -223,3 +223,36 @@ def test_per_step_check_finds_a_nan_where_a_sum_would_not_overflow():
         assert all_finite([np.array([np.nan])], norms=[1.0, 2.0])  # trusted: finite norms
         assert not all_finite([np.array([np.nan])], norms=[1.0, math.nan])
         assert all_finite([big], norms=[math.inf])  # overflowed, but every element is finite
+
+
+def test_policy_stop_under_mixed_precision_restores_the_loss_scalers_state_too():
+    """Under trainer.precision=mixed the dynamic scaler absorbs a NaN gradient by halving its
+    scale and skipping the step, until the scale reaches 1: then the step diverges. Policy stop
+    rolls back to the last good epoch — the scaler's scale and counters included, so the run
+    reports (and checkpoints) the scaler the kept weights were trained with."""
+
+    def fit(epochs: int) -> Trainer:
+        model = mlp(3, [4], 1, activation="identity", seed=1)
+        opt = SGD(list(model.parameters()), lr=0.01)
+        settings = TrainSettings(
+            epochs=epochs, batch_size=16, nan_policy="stop", precision="mixed", stats=()
+        )
+        trainer = Trainer(model, MSE(), opt, Constant(0.01), _regression(), settings)
+        # From step 6 on every gradient is NaN: the scaler skips those steps, halving its scale
+        # each time, until the scale is 1 and a step diverges.
+        _poison_gradient(trainer, layer=0, step=6)
+        trainer.fit()
+        return trainer
+
+    stopped = fit(epochs=20)
+    assert stopped.diverged and "the gradient is not finite at dense_0/W" in stopped.diverged
+    good = stopped.epoch  # the last good epoch: the next one diverged
+    assert good >= 2 and f"diverged at epoch {good + 1}," in stopped.diverged
+    reference = fit(epochs=good)  # the same run, ended before the divergence
+    assert reference.diverged is None and reference.epoch == good
+    assert reference.scaler is not None and stopped.scaler is not None
+    assert reference.scaler.skipped_steps >= 2 and reference.scaler.scale > 1.0
+    for key, value in reference.scaler.state_dict().items():
+        np.testing.assert_array_equal(stopped.scaler.state_dict()[key], value, err_msg=key)
+    for p, q in zip(stopped.params, reference.params, strict=True):
+        np.testing.assert_array_equal(p.value, q.value, err_msg=p.name)

@@ -4,10 +4,10 @@ validation every epoch, test metrics at the end. Everything else happens in call
 NaN/Inf is caught at the step where it first appears: the loss of every step, its gradients
 and the weights after its update (one check covers both), and the epoch's metrics; the message
 tells a non-finite gradient from an update that overflowed. Policy ``raise`` raises
-`NonFiniteError`; ``stop`` rolls the weights (and optimizer state) back to the end of the last
-good epoch, ends training and records the message in `Trainer.diverged` (the tracker then marks
-the run failed). The checks and their diagnosis are `DivergenceGuard`'s; they raise, and
-`Trainer._nan_policy` applies the policy."""
+`NonFiniteError`; ``stop`` rolls the weights, the optimizer's state and the loss scaler's back
+to the end of the last good epoch, ends training and records the message in `Trainer.diverged`
+(the tracker then marks the run failed). The checks and their diagnosis are `DivergenceGuard`'s;
+they raise, and `Trainer._nan_policy` applies the policy."""
 
 from __future__ import annotations
 
@@ -94,9 +94,11 @@ class Trainer:
         # (epoch, its RESULTS metrics) when a callback put an earlier epoch's weights back
         # (early stopping's restore_best): the run then reports that epoch, not the last one.
         self.restored: tuple[int, dict[str, float]] | None = None
-        # Under nan_policy=stop: the state as the epoch began, and the optimizer's step count.
+        # Under nan_policy=stop: the state as the epoch began, the optimizer's step count and
+        # the loss scaler's state (mixed precision).
         self._good: list[FloatArray] | None = None
         self._good_t = 0
+        self._good_scaler: dict[str, FloatArray] = {}
         # A batch of one cannot be batch-normalized: fold such a remainder into the last batch.
         self._min_batch = 2 if any(isinstance(m, BatchNorm1d) for m in model.modules) else 1
         self.guard = DivergenceGuard(model, self.params, schedule, RESULTS)
@@ -271,12 +273,16 @@ class Trainer:
         if self.settings.nan_policy == "stop":
             self._good = [a.copy() for a in self._state_arrays()]
             self._good_t = self.optimizer.t
+            if self.scaler is not None:  # its scale and counters change on every step
+                self._good_scaler = self.scaler.state_dict()
 
     def _roll_back(self) -> None:
         if self._good is not None:
             for target, good in zip(self._state_arrays(), self._good, strict=True):
                 np.copyto(target, good)
             self.optimizer.t = self._good_t
+            if self.scaler is not None and self._good_scaler:
+                self.scaler.load_state_dict(self._good_scaler)
 
     def _state_arrays(self) -> list[FloatArray]:
         """Everything a step changes: weights, buffers and the optimizer's state arrays."""
