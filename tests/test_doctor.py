@@ -19,6 +19,7 @@ from nnexp.names import (
     TAG_KIND,
     activation_key,
     grad_norm_key,
+    underflow_key,
     update_ratio_key,
 )
 from nnexp.report.doctor import sweep_patterns
@@ -38,6 +39,7 @@ def _history(
     val: list[float] | None = None,
     acc: float = 0.95,
     global_max: float = 1.0,
+    underflow: float | None = None,
 ) -> list[dict[str, float]]:
     train = train or [0.7 * 0.9**e for e in range(EPOCHS)]
     val = val or [v + 0.02 for v in train]
@@ -57,6 +59,9 @@ def _history(
         }
         if sat is not None:
             row[activation_key("sigmoid_1", "sat_frac")] = sat
+        if underflow is not None:  # trainer.precision=mixed
+            row[underflow_key("dense_0")] = underflow
+            row[underflow_key("dense_2")] = 0.0
         rows.append(row)
     return rows
 
@@ -78,7 +83,14 @@ def test_a_healthy_run_has_no_findings():
         ("vanishing_gradients", {"history": _history(first_grad=1e-6)}, {}),
         ("exploding_gradients", {"history": _history(first_grad=1e3)}, {}),
         ("exploding_gradients", {"history": _history(global_max=1e6)}, {}),
-        ("dead_relu", {"history": _history(dead=0.9)}, {"history": _history(dead=0.3)}),
+        # Regularized runs that train well keep 0.70-0.76 of a layer's units silent in a batch
+        # (experiments/regularization.md): that is sparsity, not dead units.
+        ("dead_relu", {"history": _history(dead=0.85)}, {"history": _history(dead=0.76)}),
+        (
+            "gradient_underflow",
+            {"history": _history(underflow=1.0, first_grad=0.0, acc=0.5)},
+            {"history": _history(underflow=0.01)},
+        ),
         ("saturated", {"history": _history(sat=0.8)}, {"history": _history(sat=0.1)}),
         ("symmetry", {"params": {"model.init": "zeros"}}, {}),
         ("constant_activations", {"history": _history(std=0.0)}, {}),
@@ -87,6 +99,17 @@ def test_a_healthy_run_has_no_findings():
             "lr_too_high",
             {"history": _history(train=[0.3, 0.5] * 10)},
             {"history": _history(train=[0.5 - 0.01 * e for e in range(20)])},
+        ),
+        (  # any optimizer: an epoch's loss far above the chance loss ln 2 (Adam at lr 1)
+            "lr_too_high",
+            {
+                "history": _history(train=[4800.0] + [0.69] * 19, acc=0.5),
+                "params": {"optimizer.name": "adam", "optimizer.lr": "1"},
+            },
+            {
+                "history": _history(train=[10.0] + [0.6 - 0.01 * e for e in range(19)]),
+                "params": {"optimizer.name": "adam", "optimizer.lr": "0.1"},
+            },
         ),
         (
             "lr_too_low",
@@ -116,6 +139,24 @@ def test_each_diagnosis_fires_on_a_run_that_has_it_and_not_on_one_that_does_not(
 ):
     assert code in _codes(**sick)
     assert code not in _codes(**healthy)
+
+
+def test_gradient_underflow_explains_the_vanished_gradient_and_the_chance_accuracy():
+    """Mixed precision without loss scaling: the first layer's gradient is all zeros, which
+    also reads as vanishing gradients and leaves training at chance; the doctor names the cause
+    alone, with the fix."""
+    lost = _history(underflow=1.0, first_grad=0.0, acc=0.5)
+    params = {"trainer.precision": "mixed", "trainer.loss_scale": "none"}
+    run = RunFacts(lost, {"optimizer.name": "adam", **params}, task="binary")
+    (finding,) = diagnose(run)
+    assert finding.code == "gradient_underflow" and finding.severity == "FAIL"
+    assert "amp/underflow/dense_0 = 1" in finding.evidence
+    assert "trainer.loss_scale=none" in finding.evidence
+    assert finding.fix == ("trainer.loss_scale=dynamic",)
+    # The same run without the underflow metrics: the symptoms are findings of their own.
+    bare = [{k: v for k, v in row.items() if not k.startswith("amp/")} for row in lost]
+    codes = {f.code for f in diagnose(RunFacts(bare, run.params, task="binary"))}
+    assert {"vanishing_gradients", "underfitting"} <= codes
 
 
 def test_divergence_names_its_cause_from_the_message_or_the_config():

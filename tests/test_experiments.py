@@ -217,3 +217,140 @@ def test_every_experiment_runs_shrunken_and_writes_its_page(tmp_path, monkeypatc
             "modern",
         }
     _assert_lesson(name, sweep)
+
+
+# --- the committed pages: their recorded results point the way their prose says -----------------
+
+
+def _recorded(name: str) -> list[dict[str, str]]:
+    """The committed page's result table, a dict per run (as the generator wrote it)."""
+    from nnexp.report.experiments import page_rows
+
+    rows = page_rows((PAGES / f"{name}.md").read_text(encoding="utf-8"))
+    assert rows, f"experiments/{name}.md has no result table"
+    return rows
+
+
+def _row(rows: list[dict[str, str]], **cells: str) -> dict[str, str]:
+    """The one row whose cells hold `cells` (column header → cell)."""
+    found = [r for r in rows if all(r.get(k) == v for k, v in cells.items())]
+    assert len(found) == 1, (cells, rows)
+    return found[0]
+
+
+def _acc(row: dict[str, str], key: str = "val/acc final") -> float:
+    return float(row[key])
+
+
+def _findings(row: dict[str, str]) -> set[str]:
+    from nnexp.report.experiments import FINDINGS
+
+    return set() if row[FINDINGS] == "-" else set(row[FINDINGS].split(", "))
+
+
+def test_mixed_precision_page_unscaled_stalls_and_scaled_matches_float32():
+    rows = _recorded("mixed_precision")
+    arm = "experiment/mixed_precision"
+    float32, unscaled, static, dynamic = (
+        next(r for r in rows if r[arm] == a) for a in ("float32", "unscaled", "static", "dynamic")
+    )
+    assert all(r["status"] == "finished" for r in rows)
+    # Unscaled: the first layer's gradient is lost to float16 and training stays at chance.
+    assert float(unscaled["amp/underflow/dense_0 final"]) > 0.9
+    assert _acc(unscaled) <= 0.55 < _acc(dynamic)
+    for scaled in (static, dynamic):  # the scaled runs lose nothing and train as float32 does
+        assert float(scaled["amp/underflow/dense_0 final"]) < 0.01, scaled
+        assert abs(_acc(scaled) - _acc(float32)) <= 0.01 + 1e-9, (scaled, float32)
+    assert float32["amp/underflow/dense_0 final"] == "-"  # float32 logs no amp/ metrics
+    assert "gradient_underflow" in _findings(unscaled)
+    assert not any(_findings(r) for r in (float32, static, dynamic))
+
+
+def test_residual_and_batchnorm_page_each_cure_beats_the_plain_deep_net():
+    rows = _recorded("residual_and_batchnorm")
+    arm = "experiment/residual_and_batchnorm"
+
+    def run(net: str, residual: str, bn: str) -> dict[str, str]:
+        (found,) = [
+            r
+            for r in rows
+            if (r[arm], r["model.residual"], r["regularization.batch_norm"]) == (net, residual, bn)
+        ]
+        return found
+
+    for net in ("sigmoid_8", "relu_24"):
+        plain = run(net, "False", "False")
+        assert _acc(plain) <= 0.55, plain  # at chance without help
+        assert _acc(run(net, "False", "True")) > _acc(plain) + 0.3  # batch norm
+        assert _acc(run(net, "True", "True")) > _acc(plain) + 0.3  # both
+    assert _acc(run("sigmoid_8", "True", "False")) > _acc(run("sigmoid_8", "False", "False"))
+    # Skip connections alone let a 24-layer ReLU stack's signal grow block after block.
+    assert run("relu_24", "True", "False")["status"] == "diverged"
+    assert "vanishing_gradients" in _findings(run("sigmoid_8", "False", "False"))
+    assert {"dead_relu", "underfitting"} <= _findings(run("relu_24", "False", "False"))
+
+
+def test_moons_baseline_page_logistic_regression_is_the_bar_the_modern_net_clears():
+    rows = _recorded("moons_baseline")
+    arm = "experiment/moons_baseline"
+    logistic, modern = (next(r for r in rows if r[arm] == a) for a in ("logistic", "modern"))
+    assert 0.8 <= _acc(logistic) < _acc(modern) - 0.05, (logistic, modern)
+
+
+def test_the_doctor_names_each_pages_lesson_and_nothing_on_the_healthy_runs():
+    """Issue 15's table: on the recorded pages, the runs that show a page's lesson carry its
+    finding; the healthy runs (the modern moons recipe, the tuned digits models) carry none."""
+    init = _recorded("init_sweep")
+    for activation in ("relu", "sigmoid"):
+        zeros = _row(init, **{"experiment/init_sweep": "zeros", "model.activation": activation})
+        assert "symmetry" in _findings(zeros), zeros
+    depth = _recorded("depth_vanishing")
+    for hidden in ("[32,32,32,32,32,32]", "[32,32,32,32,32,32,32,32]"):
+        sigmoid = _row(depth, **{"model.activation": "sigmoid", "model.hidden": hidden})
+        assert "vanishing_gradients" in _findings(sigmoid), sigmoid
+    assert not any(_findings(r) for r in depth if r["model.activation"] == "relu")
+    lr = _recorded("lr_sweep")
+    for value in ("1.0", "10.0"):
+        sgd = _row(lr, optimizer="sgd", **{"optimizer.lr": value})
+        assert sgd["status"] == "diverged" and "diverged_lr" in _findings(sgd), sgd
+    for value in ("1.0", "10.0"):  # Adam there does not diverge: its loss blows up, then dies
+        adam = _row(lr, optimizer="adam", **{"optimizer.lr": value})
+        assert "lr_too_high" in _findings(adam), adam
+    raw = _recorded("silent_nan")
+    unclipped = _row(raw, **{"dataset.standardize": "False", "trainer.grad_clip.norm": "null"})
+    clipped = _row(raw, **{"dataset.standardize": "False", "trainer.grad_clip.norm": "1.0"})
+    assert "diverged_input" in _findings(unclipped)
+    assert "input_not_standardized" in _findings(clipped)
+    reg = _recorded("regularization")
+    none = _row(reg, **{"regularization.l2": "0.0", "model.dropout": "0.0"})
+    assert "overfitting" in _findings(none), none
+    # Regularized runs that train well: no dead-ReLU warning (their layers are sparse, ~0.7
+    # silent in a batch, not dead), and L2's runs no overfitting.
+    assert not any("dead_relu" in _findings(r) for r in reg)
+    assert not any(_findings(r) for r in reg if r["regularization.l2"] != "0.0")
+    moons = _recorded("moons_baseline")
+    modern = _row(moons, **{"experiment/moons_baseline": "modern"})
+    assert _findings(modern) == set()
+    digits = _recorded("digits")
+    best = next(r for r in digits if r["run"].endswith(" *"))
+    assert _findings(best) == set() and float(best["test/acc"]) >= 0.97, best
+
+
+def test_the_findings_table_of_the_readme_is_the_pages_own():
+    """experiments/README.md's table is generated from the pages' tables: in sync, every run."""
+    from nnexp.report.experiments import (
+        EXPERIMENTS,
+        FINDINGS_BEGIN,
+        FINDINGS_END,
+        findings_table,
+        page_findings,
+    )
+
+    readme = (PAGES / "README.md").read_text(encoding="utf-8")
+    start, end = readme.index(FINDINGS_BEGIN), readme.index(FINDINGS_END) + len(FINDINGS_END)
+    assert readme[start:end] == findings_table(PAGES)
+    for name in EXPERIMENTS:
+        page = (PAGES / f"{name}.md").read_text(encoding="utf-8")
+        rows = page_findings(page)
+        assert rows, f"experiments/{name}.md has no findings column: regenerate it"
+        assert all(f"| [{name}]({name}.md) | {run} |" in readme for run, _, _ in rows), name

@@ -35,10 +35,17 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
+from nnexp.names import AMP_LOSS_SCALE, AMP_SKIPPED_STEPS, underflow_key
 from nnexp.tracking.env import configure_mlflow_env
 
 BEGIN = "<!-- result:begin — written by `python -m nnexp.experiments`; edits here are lost -->"
 END = "<!-- result:end -->"
+# experiments/README.md's table of every page's runs and their findings, between these.
+FINDINGS_BEGIN = (
+    "<!-- findings:begin — written by `python -m nnexp.experiments`; edits here are lost -->"
+)
+FINDINGS_END = "<!-- findings:end -->"
+FINDINGS = "doctor findings"  # the pages' column of the doctor's finding codes
 ARM = "experiment/{name}"  # the swept group of an experiment's arms (conf/experiment/NAME/)
 
 Figure = Callable[..., Path | None]  # (sweep, path) -> the PNG written, or None
@@ -85,6 +92,15 @@ def _train_val(sweep, path, key):
     return _layers().train_val_curves(sweep, path, key)
 
 
+def _curves(sweep, path, key):
+    from nnexp.report import figures
+
+    return figures.loss_curves(sweep, path, key)
+
+
+# The first layer's share of gradient entries float16 flushed to zero (mixed precision).
+FIRST_UNDERFLOW = underflow_key("dense_0")
+
 # Beside the report's columns (which hold val/loss and val/acc): final train and test accuracy.
 ACC = (Column("train/acc final", "train/acc"),)
 TEST = Column("test/acc", "test/acc")
@@ -95,7 +111,7 @@ EXPERIMENTS: dict[str, Experiment] = {
     for e in (
         Experiment(
             "moons_baseline",
-            runs=2,
+            runs=3,
             shrink=SMALL,
             columns=ACC,
             figures=(("train_val_acc.png", partial(_train_val, key="acc")),),
@@ -142,6 +158,29 @@ EXPERIMENTS: dict[str, Experiment] = {
             runs=20,
             shrink=("hydra.sweeper.n_trials=2",),
             columns=(*ACC, TEST),
+        ),
+        Experiment(
+            "mixed_precision",
+            runs=4,
+            shrink=SMALL,
+            columns=(
+                *ACC,
+                TEST,
+                Column(f"{FIRST_UNDERFLOW} final", FIRST_UNDERFLOW),
+                Column(f"{AMP_SKIPPED_STEPS}", AMP_SKIPPED_STEPS),
+                Column(f"{AMP_LOSS_SCALE} final", AMP_LOSS_SCALE),
+            ),
+            figures=(
+                ("underflow.png", partial(_curves, key=FIRST_UNDERFLOW)),
+                ("train_loss.png", partial(_curves, key="train/loss")),
+            ),
+        ),
+        Experiment(
+            "residual_and_batchnorm",
+            runs=8,
+            shrink=SMALL,
+            columns=(*ACC, TEST),
+            figures=(("val_acc.png", partial(_curves, key="val/acc")),),
         ),
     )
 }
@@ -208,6 +247,7 @@ def _generate(exp: Experiment, out: Path, shrink: bool, store: Path) -> Outcome:
     command = f"python -m nnexp.experiments {exp.name}" + (" --shrink" if shrink else "")
     section = result_section(exp, sweep, images, page.parent, command, wall)
     write_page(page, exp, section)
+    write_findings_table(out)
     return Outcome(exp.name, command, wall, page, images)
 
 
@@ -249,12 +289,15 @@ def result_section(
     command: str,
     wall_s: float,
 ) -> str:
+    from nnexp.report.doctor import diagnose_sweep, summary
     from nnexp.report.table import table
 
     headers, rows = table(sweep)
-    headers = [*headers, *(c.header for c in exp.columns)]
+    headers = [*headers, *(c.header for c in exp.columns), FINDINGS]
+    diagnosis = diagnose_sweep(sweep)  # python -m nnexp.doctor's rules, on the stored metrics
     for run, row in zip(sweep.runs, rows, strict=True):
         row += [_number(c.value(run.metrics)) for c in exp.columns]
+        row.append(summary(diagnosis.findings[run.run_id]))
     counts = sweep.counts()
     lines = [
         BEGIN,
@@ -272,8 +315,12 @@ def result_section(
         "",
         f"`*` marks the best run (final `{sweep.objective_spec.describe()}`)."
         " A diverged run stopped at"
-        " the first non-finite loss or gradient: FAILED in MLflow, tagged `diverged`.",
+        " the first non-finite loss or gradient: FAILED in MLflow, tagged `diverged`."
+        f" `{FINDINGS}`: the codes of what `python -m nnexp.doctor` finds in each run's"
+        " recorded metrics (`-`: nothing; its rules and thresholds:"
+        " [nnexp/train/diagnosis.py](../nnexp/train/diagnosis.py)).",
         "",
+        *_patterns(diagnosis.patterns),
         *_errors(sweep),
     ]
     for path in images:
@@ -376,6 +423,13 @@ def _summary(exp: Experiment, sweep) -> str:
     return text
 
 
+def _patterns(patterns: Sequence[str]) -> list[str]:
+    """The doctor's sweep pattern: findings that split the sweep along one swept value."""
+    if not patterns:
+        return []
+    return ["The doctor's pattern over the sweep:", "", *(f"- {p}" for p in patterns), ""]
+
+
 def _errors(sweep) -> list[str]:
     """What each diverged or failed run said (its `error` tag): the message a user sees."""
     lines = [
@@ -414,6 +468,61 @@ def write_page(page: Path, exp: Experiment, section: str) -> None:
         raise ValueError(f"{page}: no result markers ({BEGIN[:20]}... {END})")
     page.parent.mkdir(parents=True, exist_ok=True)
     page.write_text(text[:start] + section + text[end + len(END) :], encoding="utf-8")
+
+
+# --- experiments/README.md: every page's runs and their findings ---------------------------
+
+
+_CELL = re.compile(r"(?<!\\)\|")  # a table's cell separator (an escaped \| is in a cell)
+
+
+def page_rows(page: str) -> list[dict[str, str]]:
+    """A page's result table read back: one dict per run, header → cell (as written)."""
+    start, end = page.find(BEGIN), page.find(END)
+    lines = [s for s in page[start:end].splitlines() if s.startswith("| ")] if start >= 0 else []
+    if len(lines) < 2:
+        return []
+
+    def cells(line: str) -> list[str]:
+        return [c.strip().replace("\\|", "|") for c in _CELL.split(line)[1:-1]]
+
+    header = cells(lines[0])
+    return [dict(zip(header, cells(line), strict=True)) for line in lines[2:]]
+
+
+def page_findings(page: str) -> list[tuple[str, str, str]]:
+    """(run, status, findings) of each row of a page's result table; [] if the table has no
+    findings column (a page not regenerated since the column exists)."""
+    return [(r["run"], r["status"], r[FINDINGS]) for r in page_rows(page) if FINDINGS in r]
+
+
+def findings_table(out: Path) -> str:
+    """The README's table: each page's runs (in the pages' order) with their findings, read
+    from the pages' result tables as the generator wrote them."""
+    lines = [
+        FINDINGS_BEGIN,
+        "",
+        f"| page | run | status | {FINDINGS} |",
+        "| --- | --- | --- | --- |",
+    ]
+    for name in EXPERIMENTS:
+        page = out / f"{name}.md"
+        rows = page_findings(page.read_text(encoding="utf-8")) if page.exists() else []
+        lines += [f"| [{name}]({name}.md) | {r} | {st} | {f} |" for r, st, f in rows]
+    return "\n".join([*lines, "", FINDINGS_END])
+
+
+def write_findings_table(out: Path) -> None:
+    """Rewrite the table between the findings markers of ``out/README.md``, if it has them."""
+    readme = out / "README.md"
+    if not readme.exists():
+        return
+    text = readme.read_text(encoding="utf-8")
+    start, end = text.find(FINDINGS_BEGIN), text.find(FINDINGS_END)
+    if start < 0 or end < start:
+        return
+    updated = text[:start] + findings_table(out) + text[end + len(FINDINGS_END) :]
+    readme.write_text(updated, encoding="utf-8")
 
 
 # --- command line ----------------------------------------------------------------------------

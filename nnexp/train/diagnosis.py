@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from nnexp.names import ACT, GRAD_NORM, UPDATE_RATIO, grad_norm_key, parse_metric
+from nnexp.names import ACT, AMP, GRAD_NORM, UNDERFLOW, UPDATE_RATIO, grad_norm_key, parse_metric
 from nnexp.train.callbacks import Callback
 from nnexp.train.divergence import CAUSE_INIT, CAUSE_INPUT, CAUSE_LR, CAUSE_PHRASES
 
@@ -33,7 +33,10 @@ THRESHOLDS: dict[str, float] = {
     "vanishing_ratio": 2e-2,  # below: vanishing gradients (FAIL below its square)
     "exploding_ratio": 1e2,  # above: exploding gradients toward the input
     "exploding_norm": 1e3,  # the global gradient norm's per-epoch max above this: exploding
-    "dead_frac": 0.5,  # a ReLU layer's fraction of dead units (final epoch) at or above
+    # a ReLU layer's fraction of units never positive in a sampled batch (final epoch) at or
+    # above: dead ReLUs. Not 0.5: L2 and dropout leave 0.70-0.76 of a layer silent in a batch of
+    # 32 on runs that train well (experiments/regularization.md); broken runs show 0.95-1.
+    "dead_frac": 0.8,
     "sat_frac": 0.5,  # a sigmoid/tanh layer's fraction of saturated outputs (final epoch)
     "constant_std": 1e-6,  # a hidden activation's std below this: constant (broken)
     # lr·‖∇W‖/‖W‖, the median over layers of each layer's median over epochs (plain SGD
@@ -43,9 +46,16 @@ THRESHOLDS: dict[str, float] = {
     "loss_flat": 0.25,  # train/loss fell by less than this fraction over the run: barely moving
     "loss_rise": 0.05,  # the last third's mean train/loss this fraction above the first's
     "oscillation": 0.25,  # fraction of epochs whose train/loss rose by more than 10 %
+    # an epoch's train/loss this many times the chance loss (ln C; classification): a step
+    # threw the network far off, any optimizer. Adam at lr 1 and 10 reach 7e3 and 7e9 (lr_sweep);
+    # healthy runs stay below 15 (a 24-layer residual ReLU net with batch norm, first epoch)
+    "loss_blowup": 100.0,
     "overfit_rise": 0.1,  # val/loss ended this fraction above its minimum ...
     "overfit_gap": 0.1,  # ... or above train/loss by this much (absolute), train/loss falling
     "chance_margin": 0.05,  # train/acc within this of chance: underfitting
+    # trainer.precision=mixed: a layer's fraction of gradient entries float16 flushed to zero
+    # (amp/underflow/<layer>), the median over epochs, at or above this: its gradient is lost
+    "underflow_frac": 0.5,
 }
 
 SGD_FAMILY = {"sgd", "momentum", "nesterov"}
@@ -354,6 +364,34 @@ def exploding(facts: RunFacts) -> Finding | None:
     )
 
 
+def underflow(facts: RunFacts) -> Finding | None:
+    """Under mixed precision: a layer whose gradient float16 flushes to zero learns nothing."""
+    keys = [
+        (key, parsed.layer)
+        for key in facts.metric_keys()
+        if (parsed := parse_metric(key)) and parsed.family == AMP and parsed.stat == UNDERFLOW
+    ]
+    keys.sort(key=lambda kl: -1 if (i := _index(kl[1])) is None else i)  # network order
+    medians = [
+        (statistics.median(v for _, v in values), key)
+        for key, _ in keys
+        if (values := facts.series(key))
+    ]
+    worst = max(medians, default=(math.nan, ""), key=lambda mk: mk[0])  # the first layer of ties
+    if not worst[0] >= THRESHOLDS["underflow_frac"]:
+        return None
+    scale = facts.param("trainer.loss_scale")
+    return Finding(
+        "gradient_underflow",
+        FAIL,
+        "gradients underflow in float16",
+        f"{worst[1]} = {_g(worst[0])} (median over epochs; trainer.loss_scale={scale})",
+        ("trainer.loss_scale=dynamic",),
+        "Gradient entries below 2^-24 become 0 in float16 and the layer stops learning: "
+        "scale the loss (dynamic scaling finds the scale itself).",
+    )
+
+
 def update_ratio(facts: RunFacts) -> tuple[float, int] | None:
     """The median over layers of each layer's median update ratio over epochs, and the number
     of layers; None without update ratios or when they are all 0 (no gradient at all is not a
@@ -371,9 +409,24 @@ def _oscillation(losses: list[float]) -> float:
     return rises / max(len(losses) - 1, 1)
 
 
+def _chance_loss(facts: RunFacts) -> float | None:
+    """The cross-entropy of guessing: ln 2 (binary), ln C (multiclass); None for regression."""
+    chance = _chance(facts)
+    return -math.log(chance) if chance else None
+
+
+def _blowup(facts: RunFacts) -> str | None:
+    """Evidence of an epoch whose training loss is far above the chance loss."""
+    chance = _chance_loss(facts)
+    epoch, peak = max(facts.series("train/loss"), key=lambda ev: ev[1], default=(0, math.nan))
+    if chance is None or not peak > THRESHOLDS["loss_blowup"] * chance:
+        return None
+    return f"train/loss = {_g(peak)} at epoch {epoch}, {peak / chance:.3g}x the chance loss"
+
+
 def lr_too_high(facts: RunFacts) -> Finding | None:
     losses = [v for _, v in facts.series("train/loss")]
-    evidence = []
+    evidence = [blowup] if (blowup := _blowup(facts)) else []
     if len(losses) >= 6:
         third = len(losses) // 3
         first, last = statistics.mean(losses[:third]), statistics.mean(losses[-third:])
@@ -489,6 +542,7 @@ Rule = Callable[[RunFacts], Finding | None]
 RULES: tuple[Rule, ...] = (
     diverged,
     symmetry,
+    underflow,
     input_not_standardized,
     vanishing,
     exploding,
@@ -504,6 +558,8 @@ RULES: tuple[Rule, ...] = (
 # A finding that explains others: they are its evidence, not separate causes.
 EXPLAINS = {
     "input_not_standardized": {"lr_too_high", "exploding_gradients", "overfitting", "underfitting"},
+    # lost gradients look vanished, and a network that cannot learn stays at chance
+    "gradient_underflow": {"vanishing_gradients", "underfitting", "lr_too_low"},
 }
 
 
