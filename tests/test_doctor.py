@@ -159,6 +159,23 @@ def test_gradient_underflow_explains_the_vanished_gradient_and_the_chance_accura
     assert {"vanishing_gradients", "underfitting"} <= codes
 
 
+@pytest.mark.parametrize("first", [True, False])
+def test_the_gradient_ratio_compares_dense_layers_never_a_residual_projection(first):
+    """``residual_0``'s projection has a W beside ``dense_0``'s, at the same index: the ratio
+    is the first Dense layer's, whichever order the keys come in (a set's order of the two
+    changed from one process to the next, and the findings of a page with it)."""
+
+    def history(dense_0: float, projection: float) -> list[dict[str, float]]:
+        rows = _history(first_grad=dense_0)
+        extra = grad_norm_key("residual_0/W", "mean")
+        return [
+            ({extra: projection} | row) if first else (row | {extra: projection}) for row in rows
+        ]
+
+    assert "vanishing_gradients" in _codes(history(dense_0=1e-6, projection=0.1))
+    assert "vanishing_gradients" not in _codes(history(dense_0=0.1, projection=1e-6))
+
+
 def test_divergence_names_its_cause_from_the_message_or_the_config():
     lr = _codes(
         [], error="NonFiniteError: training diverged at epoch 1 ... Try a lower", diverged=True

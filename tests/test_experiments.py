@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 from conftest import cli_env
 
+from nnexp.names import TAG_DOCTOR_FINDINGS, underflow_key
+
 REPO = Path(__file__).resolve().parents[1]
 PAGES = REPO / "experiments"
 
@@ -81,7 +83,12 @@ def _names() -> list[str]:
 # ReLU net is still at 0.525 val/acc (0.80 at 10) and no regularization gap exists yet (at 80
 # epochs the unregularized val−train loss gap is 0.19, the others' 0.06 at most). Epochs of
 # these small sets cost little beside each run's start-up: the wall time hardly changes.
-LONGER = {"init_sweep": ("trainer.epochs=10",), "regularization": ("trainer.epochs=80",)}
+LONGER = {
+    "init_sweep": ("trainer.epochs=10",),
+    "regularization": ("trainer.epochs=80",),
+    "residual_and_batchnorm": ("trainer.epochs=20",),  # the page's own epochs, on 200 points
+    "moons_baseline": ("trainer.epochs=30",),
+}
 
 
 def _run(sweep, **params: str):
@@ -107,6 +114,9 @@ def _weight_grads(run) -> list[str]:
     """The run's per-layer weight-gradient keys, first layer first."""
     keys = [k for k in run.metrics if re.fullmatch(r"grad_norm/dense_\d+/W/mean", k)]
     return sorted(keys, key=lambda k: int(re.findall(r"\d+", k)[0]))
+
+
+FIRST_UNDERFLOW = underflow_key("dense_0")
 
 
 def _assert_lesson(name: str, sweep) -> None:
@@ -153,6 +163,38 @@ def _assert_lesson(name: str, sweep) -> None:
         assert middle.state == "finished"
         assert middle.metrics["val/acc"] >= 0.7, middle.metrics
         assert middle.metrics["val/loss"] < 0.5, middle.metrics
+    elif name == "mixed_precision":
+        # From the first epoch: unscaled, float16 flushes the first layer's whole gradient to
+        # zero; scaled, it keeps it. Measured at 2 epochs: 1.0 unscaled, 0.0 static and dynamic.
+        arms = {r.params["experiment/mixed_precision"]: r for r in sweep.runs}
+        assert arms["unscaled"].metrics[FIRST_UNDERFLOW] > 0.9, arms["unscaled"].metrics
+        for scaled in ("static", "dynamic"):
+            assert arms[scaled].metrics[FIRST_UNDERFLOW] < 0.01, arms[scaled].metrics
+        assert FIRST_UNDERFLOW not in arms["float32"].metrics
+        tags = sweep.client.get_run(arms["unscaled"].run_id).data.tags
+        assert "gradient_underflow" in tags[TAG_DOCTOR_FINDINGS]
+    elif name == "residual_and_batchnorm":  # 20 epochs (LONGER)
+        arm = "experiment/residual_and_batchnorm"
+
+        def run(net: str, residual: str, bn: str):
+            return _run(
+                sweep, **{arm: net, "model.residual": residual, "regularization.batch_norm": bn}
+            )
+
+        # Training accuracy: on 200 points (4 steps an epoch) batch norm's running statistics
+        # lag, and the 24-layer net's validation accuracy with them. Measured: plain 0.50 and
+        # 0.50; batch norm 0.89 (sigmoid) and 0.875 (ReLU; 0.525 on validation).
+        accs = {r.name: r.metrics.get("train/acc") for r in sweep.runs}
+        for net in ("sigmoid_8", "relu_24"):
+            plain, bn = run(net, "False", "False"), run(net, "False", "True")
+            assert plain.metrics["train/acc"] <= 0.6, accs
+            assert bn.metrics["train/acc"] >= plain.metrics["train/acc"] + 0.2, accs
+        assert run("relu_24", "True", "False").state == "diverged"
+    elif name == "moons_baseline":
+        arms = {r.params["experiment/moons_baseline"]: r for r in sweep.runs}
+        assert arms["logistic"].state == "finished"
+        accs = {arm: r.metrics.get("val/acc") for arm, r in arms.items()}
+        assert arms["logistic"].metrics["val/acc"] >= 0.7, accs
     elif name == "regularization":  # 80 epochs (LONGER)
         # The page's gap: final val/loss − train/loss. Measured: 0.19 unregularized; 0.06
         # (L2), -0.01 (dropout), -0.005 (both).
@@ -205,7 +247,7 @@ def test_every_experiment_runs_shrunken_and_writes_its_page(tmp_path, monkeypatc
         assert states[broken] == "diverged", states
         assert "| diverged |" in page and "training diverged at epoch" in page
         assert sum(s == "finished" for s in states.values()) == 3, states
-    elif name not in ("lr_sweep", "init_sweep"):  # those two show divergence on purpose
+    elif name not in ("lr_sweep", "init_sweep", "residual_and_batchnorm"):  # divergence shown
         assert set(states.values()) == {"finished"}, (name, states)
     if name == "digits":
         assert "test/acc" in page
@@ -213,6 +255,7 @@ def test_every_experiment_runs_shrunken_and_writes_its_page(tmp_path, monkeypatc
         assert {"layers.png", "depth.png"} & {p.name for p in outcome.images}
     if name == "moons_baseline":
         assert {r.params.get("experiment/moons_baseline") for r in sweep.runs} == {
+            "logistic",
             "classic",
             "modern",
         }

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from nnexp.names import ACT, AMP, GRAD_NORM, UNDERFLOW, UPDATE_RATIO, grad_norm_key, parse_metric
+from nnexp.nn import Dense
 from nnexp.train.callbacks import Callback
 from nnexp.train.divergence import CAUSE_INIT, CAUSE_INPUT, CAUSE_LR, CAUSE_PHRASES
 
@@ -118,18 +119,28 @@ def stringify(params: Mapping[str, Any]) -> dict[str, str]:
 
 
 def _dense_layers(facts: RunFacts) -> list[str]:
-    """The dense layers with a weight-gradient norm, in network order."""
+    """The dense layers with a weight-gradient norm, in network order (a residual block's
+    projection has a W too, but it is not a layer of the chain the gradient flows down)."""
     layers = set()
     for key in facts.metric_keys():
         parsed = parse_metric(key)
-        if parsed and parsed.family == GRAD_NORM and parsed.param == "W" and parsed.stat == "mean":
+        if parsed is None or (parsed.family, parsed.param, parsed.stat) != (GRAD_NORM, "W", "mean"):
+            continue
+        if parsed.layer == f"{Dense.kind}_{parsed.index}":
             layers.add(parsed.layer)
-    return sorted(layers, key=lambda name: -1 if (i := _index(name)) is None else i)
+    return sorted(layers, key=_network_order)
 
 
 def _index(layer: str) -> int | None:
     parsed = parse_metric(f"{UPDATE_RATIO}/{layer}")
     return parsed.index if parsed else None
+
+
+def _network_order(layer: str) -> tuple[int, str]:
+    """A sort key: the layer's index, then its name (``dense_0`` and ``residual_0`` share
+    index 0; a set's order of them would change from one process to the next)."""
+    index = _index(layer)
+    return (-1 if index is None else index, layer)
 
 
 def _activation_stat(facts: RunFacts, stat: str) -> list[tuple[str, str]]:
@@ -139,7 +150,7 @@ def _activation_stat(facts: RunFacts, stat: str) -> list[tuple[str, str]]:
         parsed = parse_metric(key)
         if parsed and parsed.family == ACT and parsed.stat == stat:
             found.append((key, parsed.layer))
-    return sorted(found, key=lambda kl: -1 if (i := _index(kl[1])) is None else i)
+    return sorted(found, key=lambda kl: _network_order(kl[1]))
 
 
 def _grad_key(layer: str) -> str:
@@ -371,7 +382,7 @@ def underflow(facts: RunFacts) -> Finding | None:
         for key in facts.metric_keys()
         if (parsed := parse_metric(key)) and parsed.family == AMP and parsed.stat == UNDERFLOW
     ]
-    keys.sort(key=lambda kl: -1 if (i := _index(kl[1])) is None else i)  # network order
+    keys.sort(key=lambda kl: _network_order(kl[1]))
     medians = [
         (statistics.median(v for _, v in values), key)
         for key, _ in keys
