@@ -238,6 +238,44 @@ def test_findings_come_from_the_runs_tags_and_from_their_metrics_without_them(
     assert findings["zeros"].startswith("FAIL ") and "symmetry" in findings["zeros"]
 
 
+def test_the_doctor_and_the_report_of_a_sweep_read_each_metric_history_once(zeros_and_he, tmp_path):
+    """`nnexp.doctor --sweep` reads every metric of every run, once; the report drawn after it
+    (table with findings, every figure) reads none of them again: one cache, the sweep's."""
+    from collections import Counter
+
+    from mlflow import MlflowClient
+
+    from nnexp.report import find_sweep, format_table, load_sweep, write_report
+    from nnexp.report.doctor import diagnose_sweep
+
+    calls: Counter = Counter()
+
+    class Counting(MlflowClient):
+        def get_metric_history(self, run_id, key):
+            calls[run_id, key] += 1
+            return super().get_metric_history(run_id, key)
+
+        def get_run(self, run_id):
+            calls["get_run", run_id] += 1
+            return super().get_run(run_id)
+
+    client = Counting(zeros_and_he.uri)
+    sweep = load_sweep(client, find_sweep(client))
+    diagnosis = diagnose_sweep(sweep)
+    codes = {
+        ("zeros" if "init=zeros" in r.name else "he"): {
+            f.code for f in diagnosis.findings[r.run_id]
+        }
+        for r in sweep.runs
+    }
+    assert "symmetry" in codes["zeros"] and codes["he"] == set()
+    for run in sweep.runs:
+        assert {key for (rid, key) in calls if rid == run.run_id} == set(run.metrics)
+    format_table(sweep)
+    write_report(sweep, tmp_path / "r")
+    assert max(calls.values()) == 1, calls.most_common(3)
+
+
 @pytest.mark.slow
 def test_run_links_open_on_the_tracking_server_and_on_the_ui_the_report_says_to_start(
     zeros_and_he, tmp_path

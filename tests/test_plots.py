@@ -109,6 +109,10 @@ def test_all_zero_gradients_are_a_line_not_an_empty_plot():
     for layer in LONG_LAYERS:
         (line,) = [line for line in ax.get_lines() if line.get_label() == layer]
         np.testing.assert_allclose(line.get_ydata(), [ALL_ZERO_FLOOR] * EPOCHS)
+    # Nothing but zeros: the axis's one tick reads 0, not a power of ten.
+    assert list(ax.get_yticks()) == [ALL_ZERO_FLOOR]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["0"]
+    assert ax.yaxis.get_minorticklocs().size == 0
 
 
 def test_no_zero_no_floor():
@@ -254,6 +258,13 @@ def test_the_reports_gradient_and_weight_norms_of_a_zero_init_run_lie_on_the_flo
         np.testing.assert_allclose(line.get_ydata(), [floor] * EPOCHS)
     for ax in grads.get_axes():  # the panels share their y axis and its floor
         assert any(t.get_text().strip() == ZERO_LABEL for t in ax.texts)
+        low, high = ax.get_ylim()  # which shows the healthy run's gradients too (up to 1e8)
+        assert low < floor and high >= 1e8
+        assert "0" not in [t.get_text() for t in ax.get_yticklabels()]
+    # The zero run alone: nothing but zeros, one tick reading 0.
+    figures.grad_norm_curves(sweep, [zeros], tmp_path / "alone.png")
+    (alone,) = drawn[-1].get_axes()
+    assert [t.get_text() for t in alone.get_yticklabels()] == ["0"]
     top = weights.get_axes()[0]  # the zero run's weight norms: its own floor
     lines = [line for line in top.get_lines() if line.get_label() in LONG_LAYERS]
     assert len(lines) == len(LONG_LAYERS)

@@ -395,14 +395,17 @@ def _layer_lines(sweep: Sweep, axes, panels: Panels, layer_of, floor: float | No
     color = {
         layer: cmap(i / max(len(layers) - 1, 1) if many else i) for i, layer in enumerate(layers)
     }
+    floors = []
     for ax, (run, keys) in zip(axes, panels, strict=True):
         own = floor if floor is not None else _floor_of(sweep, [(run, keys)])
+        floors.append(own)
         for key in keys:
             steps, values = _on_log_axis(sweep.history(run, key), own)
             marker = "o" if len(steps) <= 20 else None
             layer = layer_of(key)
             ax.plot(steps, values, marker=marker, markersize=3, label=layer, color=color[layer])
-        mark_zero_floor(ax, own)
+    for ax, (run, _), own in zip(axes, panels, floors, strict=True):
+        mark_zero_floor(ax, own)  # once every panel is drawn: they may share the axis
         ax.grid(alpha=0.3, which="both")
         title = run.name if run.state == "finished" else f"{run.name} ({run.state})"
         title_color = "black" if run.state == "finished" else DIVERGED

@@ -87,10 +87,20 @@ def on_floor(values: Iterable[float], floor: float | None) -> list[float]:
 
 
 def mark_zero_floor(ax: Any, floor: float | None) -> None:
-    """Log scale for `ax`; with a floor, the dotted line where its zeros are, labelled."""
+    """Log scale for `ax`; with a floor, the dotted line where its zeros are, labelled. Call it
+    once the curves are drawn: if every value on the axis (and the axes sharing it) is 0, its
+    one tick reads 0 — no power of ten beside a line that is not one."""
+    from matplotlib.ticker import NullLocator
+
     ax.set_yscale("log")
     if floor is None:
         return
+    siblings = ax.get_shared_y_axes().get_siblings(ax)
+    values = [v for a in siblings for line in a.get_lines() for v in line.get_ydata()]
+    if all(v == floor for v in values if math.isfinite(v)):
+        ax.set_ylim(floor / 10, floor * 10)
+        ax.set_yticks([floor], ["0"])
+        ax.yaxis.set_minor_locator(NullLocator())
     ax.axhline(floor, color=ZERO_COLOR, linewidth=0.8, linestyle=":", label="_" + ZERO_LABEL)
     ax.text(
         0.01,
