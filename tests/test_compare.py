@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import Cli, cli_env
+from conftest import Cli, MlflowServer, cli_env, mlflow_server
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -287,8 +287,6 @@ def test_run_links_open_on_the_tracking_server_and_on_the_ui_the_report_says_to_
     import shlex
     import urllib.request
 
-    from conftest import MlflowServer
-
     cli = zeros_and_he
     local = compare(tmp_path, "--uri", cli.uri, "--out", "local")
     assert local.returncode == 0, local.stderr
@@ -321,6 +319,38 @@ def test_run_links_open_on_the_tracking_server_and_on_the_ui_the_report_says_to_
             assert response.status == 200 and b"<html" in response.read().lower()
     finally:
         server.stop()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not shutil.which("/usr/bin/chromium"), reason="no /usr/bin/chromium")
+def test_a_reports_run_link_opens_the_run_in_the_mlflow_ui_in_a_browser(zeros_and_he, tmp_path):
+    """report.html opened from disk in a real (headless) Chromium: clicking a run's name opens
+    that run's page in the MLflow UI of the tracking server, which shows its name and its
+    doctor's findings tag."""
+    from playwright.sync_api import sync_playwright
+
+    cli = zeros_and_he
+    jobs = [r for r in cli.runs() if "sweep.job" in r.data.tags]
+    (zeros,) = [r for r in jobs if "init=zeros" in r.info.run_name]
+    with (
+        mlflow_server(cli.uri, tmp_path / "artifacts") as url,
+        sync_playwright() as playwright,
+    ):
+        proc = compare(tmp_path, "--uri", url, "--out", "r")
+        assert proc.returncode == 0, proc.stderr
+        browser = playwright.chromium.launch(
+            executable_path="/usr/bin/chromium", args=["--headless", "--no-sandbox"]
+        )
+        page = browser.new_page()
+        page.set_default_timeout(90_000)  # a cold UI on a busy 2-core machine
+        page.goto((tmp_path / "r" / "report.html").as_uri())
+        page.get_by_role("link", name=zeros.info.run_name, exact=True).click()
+        page.wait_for_url(re.compile(f"/runs/{zeros.info.run_id}"))
+        assert page.url.startswith(url)
+        page.get_by_text(zeros.info.run_name).first.wait_for()
+        page.get_by_text(zeros.data.tags["doctor.findings"]).first.wait_for()
+        page.screenshot(path=tmp_path / "run-page.png")
+        browser.close()
 
 
 # --- the report's figures, inspected in-process ----------------------------------------------
