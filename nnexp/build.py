@@ -6,24 +6,35 @@ No Hydra here: the input is the validated config object tree (`nnexp.config.Conf
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 import nnexp
 from nnexp import train
-from nnexp.config import Config, ConfigError
-from nnexp.data import Splits, prepare
-from nnexp.names import TAG_DOCTOR_FAILING, TAG_DOCTOR_FINDINGS, TAG_N_CLASSES, TAG_RESUME_KEY
+from nnexp.config import Config, ConfigError, is_hyperparameter, user_tags
+from nnexp.data import Splits, dataset_source, prepare
+from nnexp.names import (
+    TAG_DATASET,
+    TAG_DOCTOR_FAILING,
+    TAG_DOCTOR_FINDINGS,
+    TAG_N_CLASSES,
+    TAG_OVERRIDES,
+    TAG_RESUME_KEY,
+    TAG_TASK,
+    TAG_VERSION,
+)
 from nnexp.nn import LOSSES, OPTIMIZERS, SCHEDULES, Loss, Optimizer, Schedule, Sequential, mlp
 from nnexp.train import Callback, TrainSettings
 from nnexp.train.blas import blas_tags
 from nnexp.train.callbacks import EveryNEpochs
+
+if TYPE_CHECKING:
+    from nnexp.tracking.inputs import DatasetRecord
 
 # Which fused loss a task gets with model.output=auto, and which tasks each loss can serve.
 AUTO_LOSS = {"binary": "sigmoid_bce", "multiclass": "softmax_cross_entropy", "regression": "mse"}
@@ -162,7 +173,7 @@ class Job:
     run_dir: Path
     overrides: list[str]  # the job's own (trainer.resume is not part of what it trains)
     resolved: Mapping[str, Any]  # the whole resolved config, for the run's params
-    source_dir: Path  # where the user started it (git commit)
+    source_dir: Path  # where the user started it (its git state: nnexp.tracking.context)
     resume_key: str
     single_run: bool = True
     sweep: Any = None  # nnexp.tracking.sweep.SweepJob of a tracked sweep's job
@@ -196,8 +207,11 @@ def train_settings(cfg: Config) -> TrainSettings:
 
 def build_trainer(cfg: Config, built: Built, job: Job) -> train.Trainer:
     """The trainer of `built`, with its callbacks in the order they must run: early stopping
-    before the checkpointer (a checkpoint carries its state of the epoch), the progress bar,
-    the tracker, then the process's own."""
+    before the checkpointer (a checkpoint carries its state of the epoch), the doctor's verdict
+    before the tracker ends the run (its tag then goes the way of the run's other data, through
+    the offline spool when the store is away), the progress bar after the tracker has started
+    the run (its clock and rate are the training's, not MLflow's start-up), then the process's
+    own."""
     t, reg = cfg.trainer, cfg.regularization
     objective = t.objective_spec()
     callbacks: list[Callback] = []
@@ -214,14 +228,13 @@ def build_trainer(cfg: Config, built: Built, job: Job) -> train.Trainer:
             keep=t.checkpoint_keep or None,  # 0: every epoch file stays
         )
     )
-    callbacks.append(train.ProgressBar(_progress(t.progress)))
-    tracker = None
-    if cfg.tracking.enabled:
-        tracker = build_tracker(cfg, built, job)
+    tracker = build_tracker(cfg, built, job) if cfg.tracking.enabled else None
+    callbacks.append(doctor_verdict(built, job, tracker))
+    if tracker is not None:
         callbacks.append(EveryNEpochs(tracker, t.log_every))
     else:
         bundle_writer(built)(job.run_dir / "model")
-    callbacks.append(doctor_verdict(built, job, tracker))
+    callbacks.append(train.ProgressBar(_progress(t.progress)))
     callbacks += [make() for make in job.process_callbacks]
     return train.Trainer(
         built.model,
@@ -235,20 +248,19 @@ def build_trainer(cfg: Config, built: Built, job: Job) -> train.Trainer:
 
 
 def doctor_verdict(built: Built, job: Job, tracker: Any = None) -> Callback:
-    """The doctor's one-line verdict as the run ends, after the tracker has ended the run:
-    the findings' codes then go to its ``doctor.findings`` tag, the failing ones' to
-    ``doctor.failing``."""
+    """The doctor's one-line verdict as the run ends; the findings' codes go to the tracker's
+    run as its ``doctor.findings`` tag, the failing ones' to ``doctor.failing``, in one batch
+    sent (or spooled, when the store is away) like the run's other tags."""
     from nnexp.train.diagnosis import DoctorVerdict, failing_tag, findings_tag
 
     def tag(findings: list) -> None:
         if tracker is not None and tracker.run_id is not None:
-            from mlflow.entities import RunTag  # mlflow is loaded: the run is tracked
-
-            tags = [
-                RunTag(TAG_DOCTOR_FINDINGS, findings_tag(findings)),
-                RunTag(TAG_DOCTOR_FAILING, failing_tag(findings)),
-            ]
-            tracker.client.log_batch(tracker.run_id, tags=tags)  # one request
+            tracker.send_tags(
+                {
+                    TAG_DOCTOR_FINDINGS: findings_tag(findings),
+                    TAG_DOCTOR_FAILING: failing_tag(findings),
+                }
+            )
 
     s = built.splits
     return DoctorVerdict(flatten(job.resolved), s.task, s.n_classes, tag)
@@ -289,8 +301,11 @@ def build_tracker(cfg: Config, built: Built, job: Job) -> Callback:
         experiment=cfg.tracking.experiment,
         run_name=cfg.tracking.run_name or (sweep.run_name if sweep else None),
         parent_run_id=sweep.parent_run_id if sweep else None,
-        params=flatten(job.resolved),
+        params=hyperparameters(job.resolved),
         tags=run_tags(cfg, built, job),
+        project_dir=job.source_dir,
+        dataset=dataset_record(cfg, built),
+        n_params=sum(p.value.size for p in built.model.parameters()),
         run_dir=job.run_dir,
         checkpoint_dir=job.checkpoints,
         write_bundle=bundle_writer(built),
@@ -306,24 +321,47 @@ def build_tracker(cfg: Config, built: Built, job: Job) -> Callback:
 
 
 def run_tags(cfg: Config, built: Built, job: Job) -> dict[str, str]:
-    tags = {
+    """nnexp's tags of a run and the user's (config key ``tags``); MLflow's context tags (user,
+    source, git) are added by the tracker as it creates the run (`nnexp.tracking.context`)."""
+    tags = user_tags(cfg.tags) | {
         TAG_RESUME_KEY: job.resume_key,
-        "overrides": " ".join(job.overrides) or "(none)",
-        "task": built.splits.task,
-        "dataset": cfg.dataset.name,
-        "nnexp.version": nnexp.__version__,
+        TAG_OVERRIDES: " ".join(job.overrides) or "(none)",
+        TAG_TASK: built.splits.task,
+        TAG_DATASET: cfg.dataset.name,
+        TAG_VERSION: nnexp.__version__,
         # What the numbers depend on beyond the seeds (nnexp.train.blas).
         "nnexp.deterministic": str(cfg.trainer.deterministic).lower(),
         **blas_tags(),
     }
     if built.splits.n_classes:  # the doctor's chance level
         tags[TAG_N_CLASSES] = str(built.splits.n_classes)
-    commit = git_commit(job.source_dir)
-    if commit:
-        tags["git.commit"] = commit
     if job.sweep:
         tags |= job.sweep.tags
     return tags
+
+
+def hyperparameters(resolved: Mapping[str, Any]) -> dict[str, Any]:
+    """A run's MLflow params: the resolved config's hyperparameters as dotted keys
+    (`nnexp.config.is_hyperparameter`); the whole config is the run's config.yaml."""
+    return {k: v for k, v in flatten(resolved).items() if is_hyperparameter(k)}
+
+
+def dataset_record(cfg: Config, built: Built) -> DatasetRecord:
+    """The splits the network trains and is evaluated on (the targets in their own units), for
+    the run's MLflow inputs."""
+    from nnexp.tracking.inputs import DatasetRecord
+
+    d = built.splits
+    return DatasetRecord(
+        name=cfg.dataset.name,
+        source=dataset_source(cfg.dataset),
+        task=d.task,
+        splits={
+            "training": (d.X_train, d.y_train),
+            "validation": (d.X_val, d.y_val),
+            "test": (d.X_test, d.y_test),
+        },
+    )
 
 
 def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
@@ -334,16 +372,6 @@ def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
             out |= flatten(value, f"{prefix}{key}.")
         return out
     return {prefix[:-1]: node}
-
-
-def git_commit(directory: Path) -> str | None:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=directory, capture_output=True, text=True, timeout=5
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return out.stdout.strip() or None if out.returncode == 0 else None
 
 
 def raw_rows(splits: Splits, n: int) -> np.ndarray:

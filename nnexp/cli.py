@@ -3,6 +3,7 @@ clear line and an exit code. The objects come from `nnexp.build` (the compositio
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import sys
@@ -33,6 +34,9 @@ from nnexp.train.divergence import NonFiniteError
 from nnexp.train.trainer import RESULTS
 
 register_configs()
+# Every line a run prints goes through here (worded for the terminal: "nnexp: ..."): Hydra's job
+# logging shows it and keeps it in the job's log (conf/hydra/job_logging/nnexp.yaml).
+log = logging.getLogger("nnexp")
 
 USER_ERRORS = (ConfigError, DatasetError, OmegaConfBaseException, CheckpointError, ResumeError)
 # A run that fails with one clear line (no traceback) exits with a code saying which kind:
@@ -101,13 +105,43 @@ def _run(cfg: DictConfig, conf: Config) -> float:
     if state is not None:
         restore(trainer, state, source=f"checkpoint {plan.checkpoint}")
         trainer.history = load_history(plan.checkpoint.parent, trainer.epoch)
-    with phase("training"):
-        final = trainer.fit()
+    try:
+        with phase("training"):
+            final = trainer.fit()
+    except BaseException:
+        _say_where(trainer, job)  # a failed run is recorded too: before its error line
+        raise
     _report(final, trainer)
     if trainer.diverged:  # nan_policy=stop: the run is FAILED (diverged), the process goes on
-        print(f"nnexp: warning: {trainer.diverged}", file=sys.stderr)
+        log.warning(f"nnexp: warning: {trainer.diverged}")
+    _say_where(trainer, job)  # the run's last line
+    if trainer.diverged:
         return conf.trainer.objective_spec().failed_value
     return float(final.get(conf.trainer.objective, float("nan")))
+
+
+def _say_where(trainer, job: Job) -> None:
+    """One line: where the run went (`nnexp.tracking.where`); a sweep's job in short (the
+    sweep says where the sweep went). Nothing if tracking failed before the run existed."""
+    from nnexp.tracking import MlflowTracker
+    from nnexp.tracking.where import untracked_line
+
+    output_dir = _shown(job.run_dir)
+    trackers = [getattr(c, "inner", c) for c in trainer.callbacks]  # EveryNEpochs wraps it
+    tracker = next((t for t in trackers if isinstance(t, MlflowTracker)), None)
+    if tracker is None:
+        log.info(f"nnexp: {untracked_line(output_dir)}")
+    elif (place := tracker.place(output_dir)) is not None:
+        log.info(f"nnexp: {place.job_line(job.sweep.run_name) if job.sweep else place.line()}")
+
+
+def _shown(path: Path) -> Path:
+    """`path` relative to the working directory when it is inside it (shorter, and what the
+    user types there), else absolute."""
+    try:
+        return path.relative_to(Path.cwd())
+    except ValueError:
+        return path
 
 
 def _job(cfg: DictConfig) -> Job:
@@ -145,7 +179,7 @@ def _plan_resume(conf: Config, job: Job) -> ResumePlan:
         key=job.resume_key,
         download_dir=job.run_dir / "resume-download",
     )
-    print(f"nnexp: {plan.note}", file=sys.stderr)
+    log.info(f"nnexp: {plan.note}")
     job.checkpoint_dir, job.resume_run_id = plan.checkpoint_dir, plan.run_id
     return plan
 
@@ -153,7 +187,7 @@ def _plan_resume(conf: Config, job: Job) -> ResumePlan:
 def _report(final: dict[str, float], trainer) -> None:
     shown = ", ".join(f"{k}={v:.4g}" for k, v in final.items() if k.split("/")[0] in RESULTS)
     stop = f" ({trainer.stop_reason})" if trainer.stop_reason else ""
-    print(f"nnexp: {trainer.epoch} epochs{stop}: {shown}")
+    log.info(f"nnexp: {trainer.epoch} epochs{stop}: {shown}")
 
 
 def failed_value(cfg: DictConfig) -> float:
@@ -180,7 +214,7 @@ def main(cfg: DictConfig) -> float:
         # A mistake in the config or the data, a divergence, no tracking store: one clear
         # line, no traceback, a non-zero exit that says which.
         code = next(c for kind, c in EXIT_CODES.items() if isinstance(exc, kind))
-        print(f"nnexp: error: {exc}", file=sys.stderr)
+        log.error(f"nnexp: error: {exc}")
         if code in (2, 3) and in_multirun():
             # This job's own failure (shared config mistakes failed before the first job):
             # the sweep goes on, and the sweeper gets a finite, never-best objective.
@@ -189,10 +223,9 @@ def main(cfg: DictConfig) -> float:
             return failed_value(cfg)
         raise SystemExit(code) from None
     except MemoryError as exc:  # a huge n_samples or layer: NumPy refuses the allocation
-        print(
+        log.error(
             f"nnexp: error: out of memory ({exc}); reduce dataset.n_samples, model.hidden "
-            "or trainer.batch_size",
-            file=sys.stderr,
+            "or trainer.batch_size"
         )
         raise SystemExit(2) from None
     if in_multirun() and not math.isfinite(objective):
@@ -220,4 +253,4 @@ def _record_failed_job(cfg: DictConfig, exc: BaseException) -> None:
             error=exc,
         )
     except Exception as error:  # the job's own error is the one to report
-        print(f"WARNING nnexp: could not record the failed job in MLflow: {error}", file=sys.stderr)
+        log.warning(f"WARNING nnexp: could not record the failed job in MLflow: {error}")

@@ -18,6 +18,7 @@ the class declares beside it, the defaults of its ``__init__``), so each is stat
 from __future__ import annotations
 
 import inspect
+from collections.abc import Mapping
 from dataclasses import dataclass, field, make_dataclass
 from typing import Any
 
@@ -25,7 +26,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
 
 from nnexp.data import DATASETS
-from nnexp.names import STATISTICS
+from nnexp.names import STATISTICS, reserved_tag
 from nnexp.nn import ACTIVATIONS, INITIALIZERS, LOSSES, OPTIMIZERS, SCHEDULES
 from nnexp.nn.amp import parse_loss_scale
 from nnexp.objective import MODES, Objective, direction_of
@@ -343,6 +344,9 @@ class TrackingConfig:
         )  # fmt: skip
 
 
+TAG_FORMS = "a list of names (tags=[dev,baseline]) or a mapping (tags={team: x}, +tags.team=x)"
+
+
 @dataclass
 class Config:
     model: ModelConfig = MISSING
@@ -352,6 +356,77 @@ class Config:
     regularization: RegularizationConfig = MISSING
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    # The run's own MLflow tags: names (tags=[dev,baseline]: each tag "true") or a mapping
+    # (tags={team: x}, +tags.team=x). None (the default): none. See `user_tags`.
+    tags: Any = field(default=None, metadata={"rule": TAG_FORMS})
+
+    def __post_init__(self) -> None:
+        user_tags(self.tags)
+
+
+def user_tags(tags: Any) -> dict[str, str]:
+    """The MLflow tags of config key `tags`: a list of names, each tagged ``"true"`` (so the
+    filter ``tags.dev = "true"`` finds them), or a mapping of name to a value (a string, number
+    or boolean: ``tags.team = "x"``); a nested mapping names its tags with dots
+    (``+tags.team.lead=ana``: ``team.lead``). A name MLflow refuses, or one nnexp sets itself
+    (`nnexp.names.reserved_tag`), is a `ConfigError`."""
+    from nnexp.tracking.limits import name_problem
+
+    if tags is None:
+        return {}
+    if isinstance(tags, list | tuple):
+        for name in tags:
+            if not isinstance(name, str | int) or isinstance(name, bool):
+                raise _fail("tags", tags, f"tag names must be words or numbers: {name!r} is not")
+        tags = dict.fromkeys(map(str, tags), True)
+    elif not isinstance(tags, Mapping):
+        raise _fail("tags", tags, f"must be {TAG_FORMS}")
+    out: dict[str, str] = {}
+    for name, value in _dotted_items(tags):
+        if not isinstance(value, str | int | float | bool):
+            raise _fail(f"tags.{name}", value, "must be a string, number or boolean")
+        problem = name_problem(name)
+        if problem is None and reserved_tag(name):
+            problem = "nnexp or MLflow sets this tag itself; choose another name"
+        if problem is not None:
+            raise _fail("tags", name, problem)
+        out[name] = str(value).lower() if isinstance(value, bool) else str(value)
+    return out
+
+
+def _dotted_items(mapping: Mapping[Any, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    items: list[tuple[str, Any]] = []
+    for key, value in mapping.items():
+        if isinstance(value, Mapping) and value:
+            items += _dotted_items(value, f"{prefix}{key}.")
+        else:
+            items.append((f"{prefix}{key}", value))
+    return items
+
+
+# A run's MLflow params are its hyperparameters: what changes the trained model. These nodes'
+# keys are, but for the trainer's keys below; the rest of the config (tracking, tags, what is
+# logged, checkpointed, shown or resumed) is bookkeeping, kept in the run's config.yaml.
+HYPERPARAMETER_NODES = ("model", "optimizer", "schedule", "dataset", "regularization", "trainer")
+TRAINER_BOOKKEEPING = (
+    "checkpoint_every",
+    "checkpoint_every_s",
+    "log_every",
+    "stats",
+    "stats_every",
+    "progress",
+    "deterministic",  # recorded as the tag nnexp.deterministic, with the BLAS library
+    "nan_policy",
+    "resume",
+)
+
+
+def is_hyperparameter(key: str) -> bool:
+    """Whether the dotted config key `key` (``optimizer.lr``) is one of a run's params."""
+    node, _, rest = key.partition(".")
+    if node == "trainer":
+        return rest.split(".")[0] not in TRAINER_BOOKKEEPING
+    return node in HYPERPARAMETER_NODES
 
 
 SCHEMAS: dict[str, dict[str, type]] = {
@@ -375,6 +450,11 @@ def register_configs() -> None:
             "nnexp.optuna_direction",
             lambda key, mode="auto": Objective.of(str(key), str(mode)).optuna_direction,
         )
+    if not OmegaConf.has_resolver("nnexp.help_keys"):  # --help (conf/hydra/help/nnexp.yaml)
+        from nnexp import help as app_help
+
+        OmegaConf.register_new_resolver("nnexp.help_groups", app_help.groups)
+        OmegaConf.register_new_resolver("nnexp.help_keys", app_help.keys)
     for group, schemas in SCHEMAS.items():
         for name, schema in schemas.items():
             cs.store(group=f"schema/{group}", name=name, node=schema)

@@ -36,8 +36,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig, OmegaConf, open_dict, read_write
+from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict, read_write
 
+from nnexp.config import user_tags
 from nnexp.names import (
     TAG_ERROR,
     TAG_SWEEP_DIRECTION,
@@ -47,6 +48,7 @@ from nnexp.names import (
     TAG_SWEEP_SWEPT,
 )
 from nnexp.tracking import limits
+from nnexp.tracking.context import context_tags
 from nnexp.tracking.store import prepare_store
 from nnexp.tracking.sweep import (
     SweepInfo,
@@ -56,6 +58,7 @@ from nnexp.tracking.sweep import (
     swept_keys,
     write_sweep_file,
 )
+from nnexp.tracking.where import RunPlace
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -73,6 +76,7 @@ class MlflowSweepCallback(Callback):
         self.report = report
         self.client: MlflowClient | None = None
         self.info: SweepInfo | None = None
+        self.place: RunPlace | None = None
         self._ended = False
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
@@ -103,6 +107,11 @@ class MlflowSweepCallback(Callback):
             TAG_SWEEP_OBJECTIVE: objective.key,
             TAG_SWEEP_DIRECTION: objective.direction,
         }
+        if "tags" not in swept:  # the user's tags (config key tags), unless each job has its own
+            raw = OmegaConf.select(config, "tags")
+            raw = OmegaConf.to_container(raw) if isinstance(raw, DictConfig | ListConfig) else raw
+            tags = user_tags(raw) | tags
+        tags = context_tags(Path.cwd()) | tags
         run = self.client.create_run(
             experiment_id,
             run_name=sweep_name(config, swept, started),
@@ -117,6 +126,14 @@ class MlflowSweepCallback(Callback):
             swept=swept,
         )
         write_sweep_file(sweep_dir, self.info)
+        self.place = RunPlace(
+            run_id=run.info.run_id,
+            run_name=run.info.run_name,
+            experiment=experiment,
+            experiment_id=experiment_id,
+            tracking_uri=self.client.tracking_uri,
+            output_dir=sweep_dir,
+        )
         # A job that raises an unexpected error stops Hydra before on_multirun_end: the parent
         # must not stay RUNNING then.
         atexit.register(self._end_unfinished)
@@ -159,14 +176,19 @@ class MlflowSweepCallback(Callback):
                 file=sys.stderr,
             )
         self.client.set_terminated(run_id, status)
+        if self.place is not None:  # the sweep's last line: where it went
+            print(f"nnexp: sweep {self.info.sweep_id}: parent {self.place.line()}")
 
     def _log_summary(self, sweep) -> None:
-        from mlflow.entities import Metric, RunTag
+        """The job counts and the best job on the parent: its swept values as the parent's
+        params (columns beside the jobs' own in the runs table), its objective as a metric."""
+        from mlflow.entities import Metric, Param, RunTag
 
         counts = sweep.counts()
         now = int(time.time() * 1000)
         metrics = [Metric(f"sweep/jobs_{k}", float(v), now, 0) for k, v in counts.items()]
         tags = [RunTag(f"sweep.jobs_{k}", str(v)) for k, v in counts.items()]
+        params = []
         best = sweep.best()
         if best is not None:
             metrics.append(Metric("sweep/best_objective", best.objective, now, 0))
@@ -175,9 +197,11 @@ class MlflowSweepCallback(Callback):
                 RunTag("sweep.best_objective", repr(best.objective)),
                 RunTag("sweep.best_params", json.dumps(best.params)),
             ]
-        self.client.log_batch(self.info.parent_run_id, metrics=metrics, tags=tags, synchronous=True)
-        shown = ", ".join(f"{v} {k}" for k, v in counts.items() if k != "total")
-        line = f"nnexp: sweep {self.info.sweep_id}: {counts['total']} jobs ({shown})"
+            params = [Param(k, limits.param_value(v)) for k, v in best.params.items()]
+        self.client.log_batch(
+            self.info.parent_run_id, metrics=metrics, params=params, tags=tags, synchronous=True
+        )
+        line = f"nnexp: sweep {self.info.sweep_id}: {sweep.summary()}"
         if best is not None:
             line += f"; best {sweep.objective}={best.objective:.4g} in run {best.run_id}"
         print(line)

@@ -32,6 +32,26 @@ TAG_MODEL_URI = "model_uri"  # where the logged pyfunc model is
 TAG_RESUME_KEY = "nnexp.resume_key"  # hash of the job's overrides (trainer.resume=last)
 TAG_CHECKPOINT_DIR = "nnexp.checkpoint_dir"  # the run's local checkpoint directory
 TAG_PARENT_RUN = "mlflow.parentRunId"  # MLflow's own nesting tag
+TAG_OVERRIDES = "overrides"  # the job's Hydra overrides, space-separated, or "(none)"
+TAG_TASK = "task"  # binary, multiclass or regression
+TAG_DATASET = "dataset"  # the dataset option's name (moons, file, ...)
+TAG_VERSION = "nnexp.version"
+
+# MLflow's own context tags (mlflow.utils.mlflow_tags), set as `mlflow.start_run` sets them:
+# the runs table's User, Source and Version columns. (Older runs carry the commit in a tag of
+# nnexp's own, ``git.commit``, instead; nothing reads it.)
+TAG_USER = "mlflow.user"
+TAG_SOURCE_NAME = "mlflow.source.name"
+TAG_SOURCE_TYPE = "mlflow.source.type"
+TAG_GIT_COMMIT = "mlflow.source.git.commit"
+TAG_GIT_BRANCH = "mlflow.source.git.branch"
+TAG_GIT_REPO_URL = "mlflow.source.git.repoURL"
+TAG_GIT_DIRTY = "mlflow.source.git.dirty"  # "true" when tracked files had uncommitted changes
+DATASET_CONTEXT_TAG = "mlflow.data.context"  # a dataset input's role: training, validation, test
+DATASET_TASK_TAG = "task"  # a dataset input's tag: its task, as the run's TAG_TASK
+
+# The user's own tags (config key `tags`) may not take a name nnexp or MLflow sets.
+RESERVED_TAG_PREFIXES = ("mlflow.", "nnexp.", "sweep.", "blas.", "doctor.")
 
 # Sweeps: the parent run and its jobs (nnexp.sweep).
 TAG_SWEEP_ID = "sweep.id"
@@ -48,7 +68,16 @@ TAG_DOCTOR_FINDINGS = "doctor.findings"  # the codes of the run's findings, or "
 TAG_DOCTOR_FAILING = "doctor.failing"  # the codes of its FAIL findings (the rest: WARN), or "none"
 TAG_N_CLASSES = "n_classes"  # a classification run's class count (chance accuracy is 1/C)
 
-TRUE = "true"  # the value of boolean tags
+TRUE = "true"  # the value of boolean tags (and of a user's tag given as a name: tags=[dev])
+
+# The run's own metrics beyond the per-epoch ones.
+N_PARAMS = "model/n_params"  # the network's trainable parameters (step 0)
+
+
+def reserved_tag(key: str) -> bool:
+    """A tag name nnexp or MLflow sets on a run (a user's ``tags`` may not take it)."""
+    own = {TAG_ERROR, TAG_DIVERGED, TAG_MODEL_URI, TAG_OVERRIDES, TAG_TASK, TAG_DATASET}
+    return key in own or key == TAG_N_CLASSES or key.startswith(RESERVED_TAG_PREFIXES)
 
 
 def short_value(value: str) -> str:

@@ -223,7 +223,7 @@ def _py(workdir, module: str, *args: str, timeout: float = 300) -> subprocess.Co
 
 def test_a_run_ends_with_the_verdict_and_the_doctor_reads_its_cause(cli):
     healthy = cli.ok(*TINY, "optimizer=adam", "optimizer.lr=0.01")
-    assert "nnexp: doctor: no findings" in healthy.stderr
+    assert "nnexp: doctor: no findings" in healthy.stdout  # INFO; a finding is a warning
     zeros = cli.ok(*TINY, "model.init=zeros")
     assert "nnexp: doctor: FAIL symmetry" in zeros.stderr
     huge = cli(*TINY, "model.init=normal", "model.init_scale=1e30")

@@ -161,9 +161,9 @@ def test_build_trainer_orders_the_callbacks_and_writes_the_bundle_when_untracked
     trainer = b.build_trainer(cfg, built, job)
     kinds = [type(c).__name__ for c in trainer.callbacks]
     assert kinds == [
-        "EarlyStopping", "Checkpointer", "ProgressBar", "DoctorVerdict", "Callback"
+        "EarlyStopping", "Checkpointer", "DoctorVerdict", "ProgressBar", "Callback"
     ] and made == [1]  # fmt: skip
-    stopper, checkpointer, progress = trainer.callbacks[:3]
+    stopper, checkpointer, _, progress = trainer.callbacks[:4]
     assert stopper.patience == 4 and stopper.restore_best and stopper.min_delta == 0.0
     assert checkpointer.directory == tmp_path / "checkpoints"
     assert (checkpointer.every, checkpointer.save_every_s) == (10, 1.0)
@@ -173,7 +173,7 @@ def test_build_trainer_orders_the_callbacks_and_writes_the_bundle_when_untracked
     assert b.Job(tmp_path, [], {}, tmp_path, "k", checkpoint_dir=Path("x")).checkpoints == Path("x")
     plain = b.build_trainer(_cfg(), b.build(_cfg()), b.Job(tmp_path, [], {}, tmp_path, "k"))
     assert [type(c).__name__ for c in plain.callbacks] == [
-        "Checkpointer", "ProgressBar", "DoctorVerdict"
+        "Checkpointer", "DoctorVerdict", "ProgressBar"
     ]  # fmt: skip
     assert b._progress(True) is True and b._progress(False) is False
 
@@ -190,23 +190,44 @@ def test_helpers_flatten_raw_rows_git_commit_and_tags(tmp_path):
     assert rows.dtype == np.float64 and rows.shape == (3, 2)
     unscaled = b.build(_cfg(dataset=MoonsSpec(n_samples=60, standardize=False))).splits
     np.testing.assert_array_equal(b.raw_rows(unscaled, 2), unscaled.X_train[:2])
-    assert b.git_commit(tmp_path) is None  # not a repository
+    job = b.Job(tmp_path, ["optimizer.lr=0.1", "model=deep"], {}, tmp_path, "key1")
+    tags = b.run_tags(_cfg(tags={"team": "x"}), built, job)
+    assert tags["overrides"] == "optimizer.lr=0.1 model=deep" and tags["task"] == "binary"
+    assert tags["dataset"] == "moons" and tags["team"] == "x"
+    assert tags["nnexp.deterministic"] == "false" and "key1" in tags.values()
+    bare = b.run_tags(_cfg(), built, b.Job(tmp_path, [], {}, tmp_path, "k"))
+    assert bare["overrides"] == "(none)" and "team" not in bare
+
+
+def test_git_state_names_the_commit_branch_remote_and_dirt_of_the_project(tmp_path):
+    from nnexp.tracking.context import git_state
+
+    assert git_state(tmp_path) == {}  # not a repository
     repo = tmp_path / "repo"
     repo.mkdir()
     git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-C", str(repo)]
-    subprocess.run([*git, "init", "-q"], check=True)
-    assert b.git_commit(repo) is None  # no commit yet
-    subprocess.run([*git, "commit", "-q", "--allow-empty", "-m", "x"], check=True)
+    subprocess.run([*git, "init", "-q", "-b", "trunk"], check=True)
+    assert git_state(repo) == {}  # no commit yet
+    (repo / "a.txt").write_text("a")
+    subprocess.run([*git, "add", "a.txt"], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "x"], check=True)
     head = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True).stdout
-    assert b.git_commit(repo) == head.strip()
-    assert b.git_commit(tmp_path / "missing") is None
-    job = b.Job(tmp_path, ["optimizer.lr=0.1", "model=deep"], {}, repo, "key1")
-    tags = b.run_tags(_cfg(), built, job)
-    assert tags["overrides"] == "optimizer.lr=0.1 model=deep" and tags["task"] == "binary"
-    assert tags["dataset"] == "moons" and tags["git.commit"] == head.strip()
-    assert tags["nnexp.deterministic"] == "false" and "key1" in tags.values()
-    bare = b.run_tags(_cfg(), built, b.Job(tmp_path, [], {}, tmp_path, "k"))
-    assert bare["overrides"] == "(none)" and "git.commit" not in bare
+    assert git_state(repo) == {
+        "mlflow.source.git.commit": head.strip(),
+        "mlflow.source.git.branch": "trunk",
+        "mlflow.source.git.dirty": "false",
+    }
+    (repo / "new.txt").write_text("untracked files do not make it dirty (as in MLflow)")
+    assert git_state(repo)["mlflow.source.git.dirty"] == "false"
+    (repo / "a.txt").write_text("changed")
+    assert git_state(repo)["mlflow.source.git.dirty"] == "true"
+    remote = "https://user:secret@example.com/team/repo.git"
+    subprocess.run([*git, "remote", "add", "origin", remote], check=True)
+    url = git_state(repo)["mlflow.source.git.repoURL"]
+    assert url == "https://example.com/team/repo.git"  # credentials stripped
+    subprocess.run([*git, "checkout", "-q", "--detach"], check=True)
+    assert "mlflow.source.git.branch" not in git_state(repo)
+    assert git_state(tmp_path / "missing") == {}
 
 
 # --- found by the mutation run -----------------------------------------------------------------

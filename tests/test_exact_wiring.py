@@ -43,7 +43,7 @@ def test_early_stopping_and_the_checkpointer_get_the_objective_and_restore_best(
         trainer=TrainerConfig(epochs=2, batch_size=16, progress=True, objective="val/acc"),
     )
     trainer = b.build_trainer(cfg, b.build(cfg), b.Job(tmp_path, [], {}, tmp_path, "k"))
-    stopper, checkpointer, progress = trainer.callbacks[:3]
+    stopper, checkpointer, _, progress = trainer.callbacks[:4]
     assert stopper.restore_best is False
     assert stopper.objective == Objective("val/acc", "max")
     assert checkpointer.objective == Objective("val/acc", "max")

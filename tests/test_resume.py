@@ -114,9 +114,9 @@ def test_sigkill_mid_epoch_then_resume_last_is_bit_for_bit_the_uninterrupted_run
 
     # Resume from a different Hydra directory: the run continues where its checkpoints are.
     resumed = _start(killed, *KILLABLE, "trainer.resume=last", run_dir="outputs/resumed")
-    _, err = resumed.communicate(timeout=300)
+    out, err = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, err.decode()
-    assert f"resuming {run.info.run_id}" in err.decode()
+    assert f"resuming {run.info.run_id}" in out.decode()  # a note: INFO, on stdout
     _, err_ref = reference.communicate(timeout=300)
     assert reference.returncode == 0, err_ref.decode()
 
@@ -135,7 +135,7 @@ def test_sigkill_mid_epoch_then_resume_last_is_bit_for_bit_the_uninterrupted_run
 
     # Launched again: the run of this job is FINISHED, nothing to do.
     again = killed.ok(*KILLABLE, "trainer.resume=last")
-    assert "skipped" in again.stderr
+    assert "skipped" in again.stdout
     assert [r.info.run_id for r in killed.runs()] == [run.info.run_id]
 
 
@@ -163,7 +163,7 @@ def test_resume_from_an_mlflow_run_and_from_a_path(cli, tmp_path):
         "trainer.epochs=3" if epoch < 3 else f"trainer.epochs={epoch + 1}",
         f"trainer.resume=runs:/{run.info.run_id}",
     )
-    assert "from its artifact checkpoints/last.npz" in proc.stderr
+    assert "from its artifact checkpoints/last.npz" in proc.stdout
     (done,) = cli.runs()
     assert done.info.status == "FINISHED" and done.info.run_id == run.info.run_id
     steps = [m.step for m in cli.client().get_metric_history(run.info.run_id, "val/loss")]

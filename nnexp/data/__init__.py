@@ -12,7 +12,7 @@ split (Splits, stratified split) · scaling (standardization) · prepare
 from nnexp.data.dataset import TASKS, Dataset, encode_labels
 from nnexp.data.errors import DatasetError
 from nnexp.data.prepare import prepare
-from nnexp.data.registry import DATASETS, load_dataset, validate_spec
+from nnexp.data.registry import DATASETS, dataset_source, load_dataset, validate_spec
 from nnexp.data.scaling import apply_standardization, fit_standardization
 from nnexp.data.specs import (
     AUTO_MAX_CLASSES,
@@ -56,6 +56,7 @@ __all__ = [
     "Splits",
     "WineSpec",
     "apply_standardization",
+    "dataset_source",
     "encode_labels",
     "fit_standardization",
     "load_dataset",

@@ -25,23 +25,37 @@ class Entry:
     spec: type[specs.DatasetSpec]
     load: Callable[[Any], Dataset]
     check: Callable[[Any], None] | None = None  # cross-field / filesystem checks, no loading
+    # Where the rows come from, as a run records it (its MLflow dataset input's source); a
+    # file's own path instead when empty.
+    source: str = ""
+
+
+SK = "sklearn.datasets."
 
 
 _ENTRIES: dict[str, Entry] = {
-    "moons": Entry(specs.MoonsSpec, sk.load_moons),
-    "circles": Entry(specs.CirclesSpec, sk.load_circles),
-    "blobs": Entry(specs.BlobsSpec, sk.load_blobs),
+    # two moons: scikit-learn's generator, draw for draw, without its import (nnexp.data.moons)
+    "moons": Entry(specs.MoonsSpec, sk.load_moons, source=f"{SK}make_moons"),
+    "circles": Entry(specs.CirclesSpec, sk.load_circles, source=f"{SK}make_circles"),
+    "blobs": Entry(specs.BlobsSpec, sk.load_blobs, source=f"{SK}make_blobs"),
     "classification": Entry(
-        specs.ClassificationSpec, sk.load_classification, sk.check_classification
+        specs.ClassificationSpec,
+        sk.load_classification,
+        sk.check_classification,
+        source=f"{SK}make_classification",
     ),
-    "regression": Entry(specs.RegressionSpec, sk.load_regression, sk.check_regression),
-    "friedman1": Entry(specs.Friedman1Spec, sk.load_friedman1),
-    "spirals": Entry(specs.SpiralsSpec, load_spirals),
-    "digits": Entry(specs.DigitsSpec, sk.load_digits),
-    "iris": Entry(specs.IrisSpec, sk.load_iris),
-    "wine": Entry(specs.WineSpec, sk.load_wine),
-    "breast_cancer": Entry(specs.BreastCancerSpec, sk.load_breast_cancer),
-    "diabetes": Entry(specs.DiabetesSpec, sk.load_diabetes),
+    "regression": Entry(
+        specs.RegressionSpec, sk.load_regression, sk.check_regression, f"{SK}make_regression"
+    ),
+    "friedman1": Entry(specs.Friedman1Spec, sk.load_friedman1, source=f"{SK}make_friedman1"),
+    "spirals": Entry(specs.SpiralsSpec, load_spirals, source="nnexp.data.spirals.make_spirals"),
+    "digits": Entry(specs.DigitsSpec, sk.load_digits, source=f"{SK}load_digits"),
+    "iris": Entry(specs.IrisSpec, sk.load_iris, source=f"{SK}load_iris"),
+    "wine": Entry(specs.WineSpec, sk.load_wine, source=f"{SK}load_wine"),
+    "breast_cancer": Entry(
+        specs.BreastCancerSpec, sk.load_breast_cancer, source=f"{SK}load_breast_cancer"
+    ),
+    "diabetes": Entry(specs.DiabetesSpec, sk.load_diabetes, source=f"{SK}load_diabetes"),
     "file": Entry(specs.FileSpec, load_file, check_file),
 }
 
@@ -67,6 +81,12 @@ def load_dataset(spec: Any) -> Dataset:
     """Validate ``spec`` and load (or generate) the full, unsplit dataset."""
     validate_spec(spec)
     return _entry(spec).load(spec)
+
+
+def dataset_source(spec: Any) -> str:
+    """Where `spec`'s rows come from: a file's path (as configured), else the function that
+    makes or loads them (``sklearn.datasets.make_moons``)."""
+    return _entry(spec).source or str(spec.path)
 
 
 def _entry(spec: Any) -> Entry:

@@ -86,6 +86,19 @@ class Sweep:
             "running": states.count("running"),
         }
 
+    def summary(self) -> str:
+        """``10 jobs: 8 finished, 1 failed, 1 diverged``: the states that occur, adding up to the
+        total (failed here: failed without diverging)."""
+        counts = self.counts()
+        shown = {
+            "finished": counts["finished"],
+            "failed": counts["failed"] - counts["diverged"],
+            "diverged": counts["diverged"],
+            "running": counts["running"],
+        }
+        states = ", ".join(f"{n} {state}" for state, n in shown.items() if n)
+        return f"{counts['total']} jobs: {states or 'none ran'}"
+
     @property
     def objective_spec(self) -> Objective:
         return Objective(self.objective, self.direction)

@@ -62,14 +62,12 @@ def _layer_profile(sweep: Sweep, chosen: list[RunRecord], path: Path) -> Path | 
 def render_html(sweep: Sweep, images: list[Path]) -> str:
     headers, rows = table(sweep, findings=True)
     best = sweep.best()
-    counts = sweep.counts()
     esc = html.escape
     pages = run_pages(sweep.client.tracking_uri)
     text_columns = {0, 1, *range(2, 2 + len(sweep.swept) + 1)}
     body = [f"<h1>nnexp sweep {esc(sweep.sweep_id)}</h1>", f"<p><code>{esc(sweep.name)}</code></p>"]
-    summary = ", ".join(f"{v} {k}" for k, v in counts.items() if v or k == "total")
     parent = _link(pages, sweep.experiment_id, sweep.parent_run_id, sweep.parent_run_id)
-    body.append(f"<p>Parent run <code>{parent}</code>: {esc(summary)} jobs.")
+    body.append(f"<p>Parent run <code>{parent}</code>: {esc(sweep.summary())}.")
     if best is not None:
         body.append(
             f" Best {esc(sweep.objective)} = {best.objective:.4g}:"

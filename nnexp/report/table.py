@@ -61,10 +61,7 @@ def format_table(sweep: Sweep) -> str:
     def line(cells: list[str]) -> str:
         return "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()
 
-    counts = sweep.counts()
-    title = f"sweep {sweep.sweep_id} (parent run {sweep.parent_run_id}): " + ", ".join(
-        f"{v} {k}" for k, v in counts.items() if v or k == "total"
-    )
+    title = f"sweep {sweep.sweep_id} (parent run {sweep.parent_run_id}): {sweep.summary()}"
     out = [title, line(headers), line(["-" * w for w in widths]), *map(line, rows)]
     if sweep.best() is not None:
         out.append(f"* best {sweep.objective}")

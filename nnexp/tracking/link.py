@@ -8,7 +8,7 @@ tried again at most every `retry_every_s` seconds; the first success sends the s
 
 from __future__ import annotations
 
-import sys
+import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -19,6 +19,8 @@ from nnexp.tracking.offline import Spool
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
+
+log = logging.getLogger(__name__)
 
 
 class StoreLink:
@@ -58,7 +60,7 @@ class StoreLink:
         except Exception:
             self.offline = True
             self._last_attempt = time.monotonic()
-        print(
+        log.warning(
             f"WARNING nnexp.tracking: could not {what} for MLflow run {self.run_id} "
             f"({self.client.tracking_uri}): {type(exc).__name__}: {first_line(exc)}. "
             + (
@@ -66,8 +68,7 @@ class StoreLink:
                 f"in {self.spool.directory} until it answers again"
                 if self.offline
                 else f"Kept in {self.spool.directory}"
-            ),
-            file=sys.stderr,
+            )
         )
 
     def reconnect(self, force: bool = False) -> bool:
@@ -84,10 +85,9 @@ class StoreLink:
         except Exception:
             return False
         self.offline = False
-        print(
+        log.info(
             f"nnexp.tracking: MLflow store answers again: sent {metrics} spooled metric points "
-            f"and {ops} operations of run {self.run_id}",
-            file=sys.stderr,
+            f"and {ops} operations of run {self.run_id}"
         )
         return True
 
@@ -97,7 +97,7 @@ class StoreLink:
             return
         if self.offline and self.reconnect(force=True):
             return
-        print(f"WARNING nnexp.tracking: {self.spool.instructions()}", file=sys.stderr)
+        log.warning(f"WARNING nnexp.tracking: {self.spool.instructions()}")
 
 
 def first_line(exc: BaseException) -> str:

@@ -13,8 +13,9 @@ logging lost data under parallel load. Its parts, one concept each:
 - `nnexp.tracking.link` and `nnexp.tracking.offline`: the line to the store, and the spool.
 
 What a run gets (docs/architecture.md, "MLflow conventions"):
-params (resolved config, dotted keys) · tags (runner's, plus ``mlflow.parentRunId`` in sweeps,
-``nnexp.checkpoint_dir``) · metrics (step = epoch) · artifacts ``config.yaml``, ``hydra/``,
+params (the hyperparameters, dotted keys) · tags (MLflow's context tags, the runner's, plus
+``mlflow.parentRunId`` in sweeps, ``nnexp.checkpoint_dir``) · inputs (the dataset's splits) ·
+metrics (step = epoch; ``model/n_params``) · artifacts ``config.yaml``, ``hydra/``,
 ``checkpoints/``, ``plots/`` · the pyfunc model ``model`` (its URI in the tag ``model_uri``) ·
 status FINISHED, FAILED (tags ``error``, ``diverged``) or KILLED.
 
@@ -27,22 +28,33 @@ told how to upload it.
 from __future__ import annotations
 
 import json
-import sys
+import logging
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from nnexp.names import RUN_FILE, TAG_CHECKPOINT_DIR, TAG_DIVERGED, TAG_ERROR, TAG_PARENT_RUN, TRUE
+from nnexp.names import (
+    N_PARAMS,
+    RUN_FILE,
+    TAG_CHECKPOINT_DIR,
+    TAG_DIVERGED,
+    TAG_ERROR,
+    TAG_PARENT_RUN,
+    TRUE,
+)
 from nnexp.timing import phase
 from nnexp.tracking import limits
 from nnexp.tracking.artifacts import RunArtifacts
+from nnexp.tracking.context import context_tags
+from nnexp.tracking.inputs import DatasetRecord, log_dataset
 from nnexp.tracking.link import StoreLink, first_line
 from nnexp.tracking.metric_buffer import MetricBuffer
 from nnexp.tracking.params import log_params
 from nnexp.tracking.resumed import reopen_run, send_missing_epochs
 from nnexp.tracking.server import TrackingUnavailable
 from nnexp.tracking.store import get_or_create_experiment
+from nnexp.tracking.where import RunPlace
 from nnexp.train.callbacks import Callback
 
 if TYPE_CHECKING:
@@ -51,14 +63,18 @@ if TYPE_CHECKING:
 
     from nnexp.train.trainer import Trainer
 
+log = logging.getLogger(__name__)
+
 
 class MlflowTracker(Callback):
     """Logs one training run to MLflow. Arguments are prepared by the runner: `params` is the
-    resolved config flattened to dotted keys, `run_dir` is Hydra's job directory (with
-    ``.hydra/``), `write_bundle(dir)` writes the model bundle into `dir` and returns it, and
-    `input_example` holds a few raw input rows for the model signature, `register_as` names the
-    model in the model registry (None: not registered) (`artifacts=False`: only
-    metrics, params, tags and the status are recorded). `resume_run_id` reopens that run instead
+    run's hyperparameters as dotted keys, `run_dir` is Hydra's job directory (with ``.hydra/``),
+    `write_bundle(dir)` writes the model bundle into `dir` and returns it, `input_example`
+    holds a few raw input rows for the model signature, `register_as` names the model in the
+    model registry (None: not registered) (`artifacts=False`: only metrics, params, tags and the
+    status are recorded). A new run also gets MLflow's context tags, those of `project_dir`'s
+    git repository (`nnexp.tracking.context`), `dataset` as its inputs and the network's
+    parameter count `n_params` as a metric. `resume_run_id` reopens that run instead
     of creating one; `log_every` is the runner's logging interval (epochs), used when sending a
     resumed run's missing epochs; `plot_worker` draws the plots in a separate process,
     overlapping the run (`nnexp.tracking.plot_worker`); `checkpoint_keep`: the checkpointer's
@@ -77,6 +93,9 @@ class MlflowTracker(Callback):
         write_bundle: Callable[[Path], Path],
         input_example: np.ndarray,
         register_as: str | None = None,
+        project_dir: str | Path = ".",
+        dataset: DatasetRecord | None = None,
+        n_params: int | None = None,
         flush_every_s: float = 2.0,
         parent_run_id: str | None = None,
         resume_run_id: str | None = None,
@@ -95,6 +114,9 @@ class MlflowTracker(Callback):
         self.checkpoint_dir = Path(checkpoint_dir)
         self.write_bundle = write_bundle
         self.input_example = input_example
+        self.project_dir = Path(project_dir)
+        self.dataset = dataset
+        self.n_params = n_params
         self.flush_every_s = flush_every_s
         self.parent_run_id = parent_run_id
         self.resume_run_id = resume_run_id
@@ -123,6 +145,19 @@ class MlflowTracker(Callback):
     run_id = property(lambda self: self.link.run_id)
     experiment_id = property(lambda self: self.link.experiment_id)
 
+    def place(self, output_dir: Path) -> RunPlace | None:
+        """Where the run went (`nnexp.tracking.where`), or None if it was never created."""
+        if self.run_id is None:
+            return None
+        return RunPlace(
+            run_id=self.run_id,
+            run_name=self.run_name or "",
+            experiment=self.experiment,
+            experiment_id=self.experiment_id,
+            tracking_uri=self.client.tracking_uri,
+            output_dir=output_dir,
+        )
+
     # -- events ---------------------------------------------------------------------------
 
     def on_fit_start(self, trainer: Trainer) -> None:
@@ -142,7 +177,7 @@ class MlflowTracker(Callback):
         self.buffer.clear()
         try:
             if self.resume_run_id:
-                reopen_run(
+                self.run_name = reopen_run(
                     self.link, self.resume_run_id, self.params, self._run_tags(), trainer.epoch
                 )
                 self.files.log_config("hydra/resumed")
@@ -188,7 +223,7 @@ class MlflowTracker(Callback):
         with phase("tracking: end the run"):
             diverged = getattr(trainer, "diverged", None)
             if diverged:  # nan_policy=stop: a usable model of the last good epoch, a failed run
-                self._send_tags({TAG_ERROR: f"NonFiniteError: {diverged}", TAG_DIVERGED: TRUE})
+                self.send_tags({TAG_ERROR: f"NonFiniteError: {diverged}", TAG_DIVERGED: TRUE})
             self._terminate("FAILED" if diverged else "FINISHED")
             self.link.report()
 
@@ -205,7 +240,7 @@ class MlflowTracker(Callback):
         steps: list[tuple[str, Callable[[], object]]] = [
             ("flush metrics", self.buffer.flush),
             ("log checkpoints", self.files.send_checkpoints),
-            ("set error tags", lambda: self._send_tags(tags)),
+            ("set error tags", lambda: self.send_tags(tags)),
         ]
         if not isinstance(exc, KeyboardInterrupt):  # a user who pressed Ctrl-C wants out fast
             steps.append(("log plots", lambda: self.files.send_plots(trainer.history)))
@@ -215,10 +250,9 @@ class MlflowTracker(Callback):
             try:
                 step()
             except Exception as error:
-                print(
+                log.warning(
                     f"WARNING nnexp.tracking: could not {what} for MLflow run {self.run_id} "
-                    f"while handling {type(exc).__name__}: {type(error).__name__}: {error}",
-                    file=sys.stderr,
+                    f"while handling {type(exc).__name__}: {type(error).__name__}: {error}"
                 )
         self.files.stop_plots()
         self.link.report()
@@ -226,13 +260,21 @@ class MlflowTracker(Callback):
     # -- the run: a new one, its tags, its end --------------------------------------------
 
     def _create(self) -> None:
+        from mlflow.entities import Metric
+
         self.link.experiment_id = get_or_create_experiment(self.client, self.experiment)
-        tags = {key: limits.tag_value(value) for key, value in self._run_tags().items()}
+        tags = context_tags(self.project_dir) | self._run_tags()
+        tags = {key: limits.tag_value(value) for key, value in tags.items()}
         if self.parent_run_id:
             tags[TAG_PARENT_RUN] = self.parent_run_id
         run = self.client.create_run(self.experiment_id, run_name=self.run_name, tags=tags)
-        self.link.run_id = run.info.run_id
+        self.link.run_id, self.run_name = run.info.run_id, run.info.run_name
         log_params(self.client, self.run_id, self.params)
+        if self.n_params is not None:
+            point = Metric(N_PARAMS, float(self.n_params), int(time.time() * 1000), 0)
+            self.client.log_batch(self.run_id, metrics=[point], synchronous=True)
+        if self.dataset is not None:
+            log_dataset(self.client, self.run_id, self.dataset)
         self.files.log_config()
 
     def _send_missing_epochs(self, trainer: Trainer) -> None:
@@ -241,7 +283,8 @@ class MlflowTracker(Callback):
     def _run_tags(self) -> dict[str, str]:
         return self.tags | {TAG_CHECKPOINT_DIR: str(self.checkpoint_dir.resolve())}
 
-    def _send_tags(self, tags: Mapping[str, str]) -> None:
+    def send_tags(self, tags: Mapping[str, str]) -> None:
+        """Set `tags` on the run now, or spool them if the store is away."""
         from mlflow.entities import RunTag
 
         batch = [RunTag(k, limits.tag_value(v)) for k, v in tags.items()]

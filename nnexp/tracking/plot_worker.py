@@ -9,6 +9,7 @@ model. If it fails, `result` says so and the caller draws in-process: plots are 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -55,7 +56,9 @@ class PlotWorker:
         if self.proc.returncode != 0 or self.directory is None:
             lines = (err or b"").decode(errors="replace").strip().splitlines()
             last = lines[-1] if lines else f"exit code {self.proc.returncode}"
-            print(f"WARNING nnexp.tracking: the plot worker failed ({last})", file=sys.stderr)
+            logging.getLogger(__name__).warning(
+                f"WARNING nnexp.tracking: the plot worker failed ({last})"
+            )
             return None
         return [Path(path) for path in json.loads(out)]
 

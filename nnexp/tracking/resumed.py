@@ -23,9 +23,10 @@ if TYPE_CHECKING:
 
 def reopen_run(
     link: StoreLink, run_id: str, params: Mapping[str, object], tags: Mapping[str, str], epoch: int
-) -> None:
+) -> str:
     """Reopen MLflow run `run_id` (RUNNING again) on `link`; `tags` are the run's own,
-    `epoch` the one the checkpoint restored. A deleted run is a `ValueError`."""
+    `epoch` the one the checkpoint restored. Returns the run's name. A deleted run is a
+    `ValueError`."""
     from mlflow.entities import RunTag
 
     client = link.client
@@ -46,6 +47,7 @@ def reopen_run(
         client.delete_tag(link.run_id, TAG_ERROR)
     batch = [RunTag(k, limits.tag_value(v)) for k, v in tags.items()]
     client.log_batch(link.run_id, tags=batch, synchronous=True)
+    return str(run.info.run_name)
 
 
 def send_missing_epochs(

@@ -15,6 +15,7 @@ every sweeper can rank, the worst in the objective's direction, so the sweep goe
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import sys
@@ -135,10 +136,9 @@ def current_job(experiment: str) -> SweepJob | None:
     if info is None:
         return None
     if info.experiment != experiment:
-        print(
+        logging.getLogger(__name__).warning(
             f"WARNING nnexp.sweep: this job logs to experiment {experiment!r}, its sweep's "
-            f"parent run is in {info.experiment!r}: the run is not nested",
-            file=sys.stderr,
+            f"parent run is in {info.experiment!r}: the run is not nested"
         )
         return None
     params = job_params(list(hydra_cfg.overrides.task), info.swept)

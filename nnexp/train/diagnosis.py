@@ -13,9 +13,9 @@ The same rules serve a run as it ends (`DoctorVerdict`, the one-line verdict and
 from __future__ import annotations
 
 import itertools
+import logging
 import math
 import statistics
-import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,6 +24,8 @@ from nnexp.names import ACT, AMP, GRAD_NORM, UNDERFLOW, UPDATE_RATIO, grad_norm_
 from nnexp.nn import Dense
 from nnexp.train.callbacks import Callback
 from nnexp.train.divergence import CAUSE_INIT, CAUSE_INPUT, CAUSE_LR, CAUSE_PHRASES
+
+log = logging.getLogger(__name__)
 
 FAIL, WARN = "FAIL", "WARN"
 
@@ -601,8 +603,9 @@ def verdict(findings: Sequence[Finding]) -> str:
 
 
 class DoctorVerdict(Callback):
-    """At the end of a run (finished or failed): the findings of its history, one line on
-    stderr, and `report(findings)` (the tracker's tag)."""
+    """At the end of a run (finished or failed): the findings of its history, one line logged
+    (a warning when there are findings, so on stderr) and `report(findings)` (the tracker's
+    tag)."""
 
     def __init__(
         self,
@@ -630,15 +633,12 @@ class DoctorVerdict(Callback):
             cause=getattr(exc, "cause", None),
         )
         findings = diagnose(facts)
-        print(f"nnexp: {verdict(findings)}", file=sys.stderr)
+        log.log(logging.WARNING if findings else logging.INFO, f"nnexp: {verdict(findings)}")
         if self.report is not None:
             try:
                 self.report(findings)
             except Exception as error:  # the run's own outcome matters more than this tag
-                print(
-                    f"WARNING nnexp: could not record the doctor's findings: {error}",
-                    file=sys.stderr,
-                )
+                log.warning(f"WARNING nnexp: could not record the doctor's findings: {error}")
 
     def on_fit_end(self, trainer: Any, metrics: dict[str, float]) -> None:
         self._finish(trainer, None)

@@ -1,4 +1,6 @@
-"""A progress bar over epochs showing the latest loss and accuracy (tqdm, to stderr)."""
+"""A progress bar over epochs showing the latest loss and accuracy (tqdm, to stderr). Its clock
+is the training's: `nnexp.build` adds it after the tracker, so it starts once MLflow has started
+the run, and it closes with the last epoch, before the model is logged."""
 
 from __future__ import annotations
 
@@ -34,6 +36,8 @@ class ProgressBar(Callback):
             {k: f"{metrics[m]:.4g}" for k, m in shown.items() if m in metrics}, refresh=False
         )
         self._bar.update(1)
+        if epoch >= trainer.settings.epochs or trainer.should_stop:
+            self._close()
 
     def on_fit_end(self, trainer: Trainer, metrics: dict[str, float]) -> None:
         self._close()
