@@ -411,6 +411,7 @@ HYPERPARAMETER_NODES = ("model", "optimizer", "schedule", "dataset", "regulariza
 TRAINER_BOOKKEEPING = (
     "checkpoint_every",
     "checkpoint_every_s",
+    "checkpoint_keep",
     "log_every",
     "stats",
     "stats_every",
