@@ -525,17 +525,19 @@ def record(cfg, resolved, results: Sequence[CheckResult], table: str, plot: Path
     """The check's MLflow run: its table, the plot, a tag per check; returns the run id."""
     from mlflow import MlflowClient
 
-    from nnexp.build import flatten
+    from nnexp.build import hyperparameters
     from nnexp.names import TAG_KIND
+    from nnexp.tracking.context import context_tags
     from nnexp.tracking.store import prepare_store
 
     client, experiment_id = prepare_store(cfg.tracking.uri or None, cfg.tracking.experiment)
-    tags = {TAG_KIND: "check", **{f"check.{r.name}": r.status for r in results}}
+    tags = context_tags(Path.cwd()) | {TAG_KIND: "check"}
+    tags |= {f"check.{r.name}": r.status for r in results}
     run = client.create_run(experiment_id, run_name="check", tags=tags)
     run_id = run.info.run_id
     from mlflow.entities import Param
 
-    params = [Param(k, str(v)[:6000]) for k, v in flatten(resolved).items()]
+    params = [Param(k, str(v)[:6000]) for k, v in hyperparameters(resolved).items()]
     for start in range(0, len(params), 100):
         client.log_batch(run_id, params=params[start : start + 100])
     with tempfile.TemporaryDirectory() as tmp:

@@ -101,6 +101,9 @@ def one_line(exc: BaseException, args: Sequence[str] = ()) -> str:
             line += _allowed_keys(cause)
     if not line:
         line = type(exc).__name__
+    tags = [a.split("=")[0] for a in args if a.startswith("tags.") and "=" in a]
+    if tags and f"'{tags[0]}'" in line:  # tags (None by default) takes new names with +
+        line += f"; add a tag with +{tags[0]}=VALUE (or tags={{NAME: VALUE}})"
     keys = [a.split("=")[0].lstrip("+~") for a in args if "=" in a]
     if not any(key and key in line for key in keys):
         overrides = " ".join(a for a in args if "=" in a or a.startswith("~"))

@@ -55,7 +55,7 @@ def _groups(loader: Any, parent: str = "") -> list[str]:
 
 
 def _walk(node: Any, key: str, lines: list[tuple[str, str]], rule: str = "") -> None:
-    if isinstance(node, DictConfig) and len(node) and not _is_leaf_mapping(node):
+    if isinstance(node, DictConfig) and len(node):
         rules = _rules(node)
         for name in map(str, node):
             child = node._get_node(name)  # the raw value: an interpolation stays ${...}
@@ -65,13 +65,6 @@ def _walk(node: Any, key: str, lines: list[tuple[str, str]], rule: str = "") -> 
                 lines.append((f"{key}.{name}={_shown(child)}", rules.get(name, "")))
         return
     lines.append((f"{key}={_shown(node)}", rule))
-
-
-def _is_leaf_mapping(node: DictConfig) -> bool:
-    """A mapping that is a value (``tags: {team: x}``), not a node of the schemas."""
-    return OmegaConf.get_type(node) is dict and not dataclasses.is_dataclass(
-        OmegaConf.get_type(node._get_parent())
-    )
 
 
 def _rules(node: DictConfig) -> dict[str, str]:

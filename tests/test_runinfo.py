@@ -126,6 +126,7 @@ def test_list_tags_a_file_dataset_and_an_untracked_run(cli, tmp_path):
         ("tags=[task]", "tags='task': nnexp or MLflow sets this tag itself"),
         ("tags=['a#b']", "tags='a#b': names may only contain letters, digits"),
         ("tags={team: [a]}", "tags.team=['a']: must be a string, number or boolean"),
+        ("tags.team=x", "Could not override 'tags.team': Key 'team' is not in struct; add a tag"),
     ],
 )
 def test_a_bad_tag_is_one_line_exit_2_before_anything_is_written(cli, tmp_path, tags, message):

@@ -1,16 +1,22 @@
 """The MLflow UI shows a sweep as a person expects: the jobs grouped under their parent run, the
-swept params and final metrics as columns, and a working compare view. A real `mlflow server`
-on 127.0.0.1 and a real headless Chromium (Debian's, installed by .ci/run) driven by Playwright.
+swept params and final metrics as columns, and a working compare view; and nnexp's runs as an
+MLflow user expects (issue 18): the User, Source, Version and Dataset columns filled, the tag
+filters ``tags.team = "x"`` and ``tags.dev = "true"`` finding the runs started with
+``+tags.team=x`` and ``tags=[dev,baseline]``, the sweep's parent showing the best job's params
+in their columns. A real `mlflow server` on 127.0.0.1 — on the store named by the runs' own
+last line — and a real headless Chromium (Debian's, installed by .ci/run) driven by Playwright.
 The UI polls, so the test waits for text, never for network idle.
 
 ``NNEXP_UPDATE_SCREENSHOT=1`` also writes the README's screenshot, docs/mlflow-ui.png."""
 
 from __future__ import annotations
 
+import getpass
 import json
 import os
 import re
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -34,17 +40,24 @@ WAIT_MS = 90_000  # a cold UI on a busy 2-core machine
 @pytest.mark.slow
 @pytest.mark.skipif(not shutil.which(CHROMIUM), reason=f"no {CHROMIUM}: .ci/run installs it")
 def test_sweep_in_the_mlflow_ui(cli, tmp_path):
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
+    head = _git_project(tmp_path)  # the runs' Version
     cli.ok("-m", "model.init=xavier,he", "optimizer.lr=0.1,1e6", "trainer.epochs=3")
     runs = cli.runs()
     (parent,) = [r for r in runs if r.data.tags.get("sweep.role") == "parent"]
     children = sorted((r for r in runs if r is not parent), key=lambda r: r.info.run_name)
     assert len(children) == 4
     experiment_id = parent.info.experiment_id
+    team = cli.ok("trainer.epochs=2", "+tags.team=x")
+    dev = cli.ok("trainer.epochs=2", "tags=[dev,baseline]")
+    # The store the runs' last line names (`mlflow ui --backend-store-uri URI`) is the one served.
+    store = re.search(r"--backend-store-uri (\S+),", team.stdout.splitlines()[-1])[1]
+    by_id = {r.info.run_id: r for r in cli.runs()}
+    team_run, dev_run = (by_id[_run_id(proc.stdout)] for proc in (team, dev))
 
     with (
-        mlflow_server(cli.uri, tmp_path / "artifacts") as url,
+        mlflow_server(store, tmp_path / "artifacts") as url,
         sync_playwright() as playwright,
     ):
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
@@ -63,13 +76,7 @@ def test_sweep_in_the_mlflow_ui(cli, tmp_path):
         for run in children:
             page.get_by_text(run.info.run_name, exact=True).first.wait_for()
         # The swept params and the final metrics as columns.
-        page.get_by_test_id("column-selection-dropdown").filter(has_text="Columns").click()
-        menu = page.get_by_placeholder("Search columns")
-        for column in ("Dataset", "Source", "Models", "val/loss", "val/acc", *swept(parent)):
-            menu.fill(column)
-            titles = page.locator("[class*='tree-title']")  # the menu's entries (a tree)
-            titles.filter(has_text=re.compile(f"^{re.escape(column)}$")).first.click()
-        page.keyboard.press("Escape")
+        add_columns(page, ("Dataset", "Source", "Models", "val/loss", "val/acc", *swept(parent)))
         header = page.locator("[role=columnheader]")
         for column in ("val/loss", "val/acc", "model.init", "optimizer.lr"):
             header.get_by_text(column, exact=True).first.wait_for()
@@ -92,7 +99,69 @@ def test_sweep_in_the_mlflow_ui(cli, tmp_path):
         body = page.inner_text("body")
         assert "optimizer.lr" in body and "model.init" in body
         page.screenshot(path=tmp_path / "compare.png")
+
+        # nnexp's runs as MLflow users filter them: by their tags, in the runs table.
+        page.set_viewport_size({"width": 1900, "height": 900})
+        page.goto(f"{url}/#/experiments/{experiment_id}/runs")
+        search = page.get_by_test_id("runs-search-autocomplete").locator("input").first
+        for query, found, hidden in (
+            ('tags.team = "x"', team_run, dev_run),
+            ('tags.dev = "true"', dev_run, team_run),
+        ):
+            search.fill(query)
+            search.press("Enter")
+            page.get_by_text(found.info.run_name, exact=True).first.wait_for()
+            rows = page.locator("[role=row]")
+            expect(rows.filter(has_text=hidden.info.run_name)).to_have_count(0)
+            expect(rows.filter(has_text=parent.info.run_name[:24])).to_have_count(0)
+        # The User, Source, Version and Dataset columns of the run, filled.
+        add_columns(page, ("User", "Version"))  # Source and Dataset were added above
+        header = page.locator("[role=columnheader]")
+        for column in ("User", "Source", "Version", "Dataset"):
+            header.get_by_text(column, exact=True).first.wait_for()
+        row = page.locator("[role=row]").filter(has_text=dev_run.info.run_name).first
+        for text in (getpass.getuser(), "__main__.py", head[:6], "moons"):
+            expect(row).to_contain_text(text)
+        page.screenshot(path=tmp_path / "metadata.png")
+
+        # The sweep's parent shows the best job's swept values in the params' columns.
+        search.fill('tags.`sweep.role` = "parent"')
+        search.press("Enter")
+        parent_row = page.locator("[role=row]").filter(has_text=parent.info.run_name[:24]).first
+        parent_row.wait_for()
+        best = cli.client().get_run(parent.info.run_id).data.params
+        assert set(best) == {"model.init", "optimizer.lr"}
+        for key in ("model.init", "optimizer.lr"):
+            header.get_by_text(key, exact=True).first.wait_for()
+            expect(parent_row).to_contain_text(best[key])
+        page.screenshot(path=tmp_path / "parent.png")
         browser.close()
+
+
+def add_columns(page, columns) -> None:
+    """Columns of the runs table, from its Columns menu (a searchable tree)."""
+    page.get_by_test_id("column-selection-dropdown").filter(has_text="Columns").click()
+    menu = page.get_by_placeholder("Search columns")
+    for column in columns:
+        menu.fill(column)
+        titles = page.locator("[class*='tree-title']")  # the menu's entries (a tree)
+        titles.filter(has_text=re.compile(f"^{re.escape(column)}$")).first.click()
+    page.keyboard.press("Escape")
+
+
+def _run_id(stdout: str) -> str:
+    """The run id a run's last line names."""
+    return re.search(r"\(([0-9a-f]{32})\) in experiment", stdout.splitlines()[-1])[1]
+
+
+def _git_project(path: Path) -> str:
+    """`path` as a git repository with one commit; returns HEAD."""
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-C", str(path)]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "commit", "-q", "--allow-empty", "-m", "start"], check=True)
+    return subprocess.run(
+        [*git, "rev-parse", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
 
 
 def scroll_to_text(page, text: str, tries: int = 80) -> None:

@@ -38,6 +38,7 @@ from nnexp.names import (
 )
 from nnexp.objective import Objective
 from nnexp.tracking import limits
+from nnexp.tracking.context import context_tags
 from nnexp.tracking.store import get_or_create_experiment
 
 if TYPE_CHECKING:
@@ -165,7 +166,9 @@ def record_failed_job(
     from mlflow import MlflowClient
 
     client = MlflowClient(uri)
-    run_tags = dict(tags) | {TAG_ERROR: f"{type(error).__name__}: {error}"}
+    run_tags = (
+        context_tags(Path.cwd()) | dict(tags) | {TAG_ERROR: f"{type(error).__name__}: {error}"}
+    )
     if job is not None:
         run_tags |= job.tags | {TAG_PARENT_RUN: job.parent_run_id}
     run = client.create_run(
