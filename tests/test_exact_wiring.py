@@ -266,12 +266,11 @@ def test_the_doctor_verdict_knows_the_task_and_tags_the_tracked_run(tmp_path):
     built = b.build(cfg)
     job = b.Job(tmp_path, [], {"model": {"init": "zeros"}}, tmp_path, "k")
 
-    class Client:
-        def log_batch(self, run_id, tags=()):
-            self.logged = run_id, {t.key: t.value for t in tags}
+    class Tracker:  # its tags go through the tracker's link: sent, or spooled
+        run_id = "run42"
 
-    class Tracker:
-        run_id, client = "run42", Client()
+        def send_tags(self, tags):
+            Tracker.logged = self.run_id, dict(tags)
 
     verdict = b.doctor_verdict(built, job, Tracker())
     assert (verdict.task, verdict.n_classes) == ("binary", 2)
@@ -279,6 +278,6 @@ def test_the_doctor_verdict_knows_the_task_and_tags_the_tracked_run(tmp_path):
 
     finished = types.SimpleNamespace(history=[{"train/acc": 0.5}])  # chance: underfitting
     verdict.on_fit_end(finished, {})
-    run_id, tags = Tracker.client.logged
+    run_id, tags = Tracker.logged
     assert run_id == "run42"
     assert tags[TAG_DOCTOR_FINDINGS] == "symmetry,underfitting"
