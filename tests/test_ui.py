@@ -76,7 +76,10 @@ def test_sweep_in_the_mlflow_ui(cli, tmp_path):
         for run in children:
             page.get_by_text(run.info.run_name, exact=True).first.wait_for()
         # The swept params and the final metrics as columns.
-        add_columns(page, ("Dataset", "Source", "Models", "val/loss", "val/acc", *swept(parent)))
+        # (room for the swept params: the default Dataset, Source and Models columns hidden)
+        set_columns(
+            page, show=("val/loss", "val/acc", *swept(parent)), hide=("Dataset", "Source", "Models")
+        )
         header = page.locator("[role=columnheader]")
         for column in ("val/loss", "val/acc", "model.init", "optimizer.lr"):
             header.get_by_text(column, exact=True).first.wait_for()
@@ -115,38 +118,53 @@ def test_sweep_in_the_mlflow_ui(cli, tmp_path):
             expect(rows.filter(has_text=hidden.info.run_name)).to_have_count(0)
             expect(rows.filter(has_text=parent.info.run_name[:24])).to_have_count(0)
         # The User, Source, Version and Dataset columns of the run, filled.
-        add_columns(page, ("User", "Version"))  # Source and Dataset were added above
+        set_columns(page, show=("User", "Source", "Version", "Dataset"))
         header = page.locator("[role=columnheader]")
         for column in ("User", "Source", "Version", "Dataset"):
             header.get_by_text(column, exact=True).first.wait_for()
-        row = page.locator("[role=row]").filter(has_text=dev_run.info.run_name).first
-        for text in (getpass.getuser(), "__main__.py", head[:6], "moons"):
-            expect(row).to_contain_text(text)
+        shown = {"User": getpass.getuser(), "Source": "__main__.py", "Version": head[:6]}
+        for column, text in (shown | {"Dataset": "moons"}).items():
+            expect(cell(page, dev_run.info.run_name, column)).to_contain_text(text)
         page.screenshot(path=tmp_path / "metadata.png")
 
         # The sweep's parent shows the best job's swept values in the params' columns.
         search.fill('tags.`sweep.role` = "parent"')
         search.press("Enter")
-        parent_row = page.locator("[role=row]").filter(has_text=parent.info.run_name[:24]).first
-        parent_row.wait_for()
+        set_columns(page, hide=("User", "Source", "Version", "Dataset", "Models"))  # room
         best = cli.client().get_run(parent.info.run_id).data.params
         assert set(best) == {"model.init", "optimizer.lr"}
         for key in ("model.init", "optimizer.lr"):
             header.get_by_text(key, exact=True).first.wait_for()
-            expect(parent_row).to_contain_text(best[key])
+            expect(cell(page, parent.info.run_name[:24], key)).to_have_text(best[key])
         page.screenshot(path=tmp_path / "parent.png")
         browser.close()
 
 
-def add_columns(page, columns) -> None:
-    """Columns of the runs table, from its Columns menu (a searchable tree)."""
+def set_columns(page, show=(), hide=()) -> None:
+    """Show and hide columns of the runs table from its Columns menu (a searchable tree of
+    checkboxes; a click toggles; Dataset, Source and Models are shown by default)."""
     page.get_by_test_id("column-selection-dropdown").filter(has_text="Columns").click()
     menu = page.get_by_placeholder("Search columns")
-    for column in columns:
+    for column, wanted in [*((c, True) for c in show), *((c, False) for c in hide)]:
         menu.fill(column)
-        titles = page.locator("[class*='tree-title']")  # the menu's entries (a tree)
-        titles.filter(has_text=re.compile(f"^{re.escape(column)}$")).first.click()
+        title = page.locator("[class*='tree-title']").filter(
+            has_text=re.compile(f"^{re.escape(column)}$")
+        )
+        node = page.locator("[class*='tree-treenode']").filter(has=title).first
+        node.wait_for()
+        if ("checkbox-checked" in (node.get_attribute("class") or "")) != wanted:
+            node.locator("[class*='tree-title']").first.click()
     page.keyboard.press("Escape")
+
+
+def cell(page, run_name: str, column: str):
+    """Run `run_name`'s cell in `column`. The grid draws a row in parts (the pinned name, the
+    scrolled columns), each a [role=row] with the same row-id; a cell's col-id names its column
+    (``attributes.`User```, ``params.`model.init```)."""
+    named = page.locator("[role=row]").filter(has_text=run_name).first
+    named.wait_for()
+    row = f"[role=row][row-id='{named.get_attribute('row-id')}']"
+    return page.locator(f"{row} [role=gridcell][col-id*='`{column}`']").first
 
 
 def _run_id(stdout: str) -> str:
