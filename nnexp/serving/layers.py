@@ -63,25 +63,24 @@ class Forward:
     that skip."""
 
     def __init__(self, layers: list[Layer], weights: Weights) -> None:
-        unknown = sorted({layer["kind"] for layer in layers} - set(self._ops()) - set(ACTIVATIONS))
-        if unknown:
-            raise ValueError(f"model bundle: unknown layer kind(s) {unknown}")
-        self.layers = layers
-        self.weights = weights
-
-    def _ops(self) -> dict[str, Callable[[Array, Layer, dict[str, Array]], Array]]:
-        return {
+        # kind -> f(x, layer, kept): the layers with weights, and the residual block's ends
+        self.ops: dict[str, Callable[[Array, Layer, dict[str, Array]], Array]] = {
             "dense": self._dense,
             "batchnorm": self._batchnorm,
             "skip": self._skip,
             "residual": self._residual,
         }
+        unknown = sorted({layer["kind"] for layer in layers} - set(self.ops) - set(ACTIVATIONS))
+        if unknown:
+            raise ValueError(f"model bundle: unknown layer kind(s) {unknown}")
+        self.layers = layers
+        self.weights = weights
 
     def __call__(self, x: Array) -> Array:
-        ops, kept = self._ops(), dict[str, Array]()
+        kept: dict[str, Array] = {}  # a residual block's input, by the name of its skip
         for layer in self.layers:
-            kind = layer["kind"]
-            x = ops[kind](x, layer, kept) if kind in ops else ACTIVATIONS[kind](x, layer)
+            op = self.ops.get(layer["kind"])
+            x = op(x, layer, kept) if op else ACTIVATIONS[layer["kind"]](x, layer)
         return x
 
     def _param(self, layer: Layer, name: str, group: str = "param") -> Array:
