@@ -75,7 +75,9 @@ def test_a_late_divergence_keeps_the_last_good_checkpoint(cli, tmp_path):
 
 
 def test_nan_policy_stop_keeps_the_last_good_epoch_and_fails_the_run(cli, tmp_path):
-    proc = cli(*LATE_DIVERGENCE, *TRACKED_SMALL, "trainer.nan_policy=stop")
+    proc = cli(
+        *LATE_DIVERGENCE, *TRACKED_SMALL, "trainer.nan_policy=stop", "tracking.register_as=m"
+    )
     assert proc.returncode == 0, proc.stderr
     assert "Traceback" not in proc.stderr
     warnings = [ln for ln in proc.stderr.splitlines() if ln.startswith("nnexp: warning:")]
@@ -86,6 +88,9 @@ def test_nan_policy_stop_keeps_the_last_good_epoch_and_fails_the_run(cli, tmp_pa
     # every metric finite (test/* measured on that model)
     assert run.info.status == "FAILED" and run.data.tags["diverged"] == "true"
     assert run.data.tags["model_uri"]
+    # ...which is not registered: a diverged run never becomes the model's newest version
+    assert cli.client().search_registered_models() == []
+    assert "the model of this diverged run is logged but not registered as 'm'" in proc.stderr
     metrics = run.data.metrics
     assert metrics["epochs_run"] == 2 and {"test/loss", "test/rmse"} <= metrics.keys()
     assert all(math.isfinite(v) for v in metrics.values())

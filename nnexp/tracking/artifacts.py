@@ -159,13 +159,20 @@ class RunArtifacts:
 
     # -- the model ------------------------------------------------------------------------
 
-    def send_model(self, step: int) -> None:
-        """The pyfunc model (its URI in the tag ``model_uri``); spooled as a bundle if the
-        store is away."""
+    def send_model(self, step: int, *, register: bool = True) -> None:
+        """The pyfunc model (its URI in the tag ``model_uri``), registered under `register_as`
+        unless `register` is false; spooled as a bundle if the store is away."""
         if not self.enabled:
             return
         from nnexp.tracking.pyfunc import log_pyfunc_model
 
+        register_as = self.register_as if register else None
+        if self.register_as and not register_as:
+            print(
+                f"WARNING nnexp.tracking: the model of this diverged run is logged but not "
+                f"registered as {self.register_as!r}",
+                file=sys.stderr,
+            )
         link = self.link
         if link.online():
             try:
@@ -177,7 +184,7 @@ class RunArtifacts:
                         bundle_dir=bundle,
                         input_example=self.input_example,
                         step=step,
-                        register_as=self.register_as,
+                        register_as=register_as,
                     )
                 link.client.set_tag(link.run_id, TAG_MODEL_URI, uri)
                 return
@@ -191,5 +198,5 @@ class RunArtifacts:
         np.save(example, np.asarray(self.input_example, dtype=np.float64), allow_pickle=False)
         spool.add_op(
             "model", bundle=str(bundle), example=str(example), step=step,
-            register_as=self.register_as,
+            register_as=register_as,
         )  # fmt: skip

@@ -217,7 +217,10 @@ class MlflowTracker(Callback):
             self.files.send_checkpoints()
         self.files.draw_plots_ahead(trainer.history)  # it draws while the model is logged
         with phase("tracking: model"):
-            self.files.send_model(step=trainer.epoch)
+            # a diverged run's model (nan_policy=stop) is logged, never registered as a version
+            self.files.send_model(
+                step=trainer.epoch, register=not getattr(trainer, "diverged", None)
+            )
         with phase("tracking: plots"):
             self.files.send_plots(trainer.history)
         with phase("tracking: end the run"):
