@@ -7,6 +7,7 @@ benchmark of the per-epoch cost wants).
 
 from __future__ import annotations
 
+import logging
 import sys
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
@@ -168,10 +169,9 @@ class RunArtifacts:
 
         register_as = self.register_as if register else None
         if self.register_as and not register_as:
-            print(
+            logging.getLogger(__name__).warning(
                 f"WARNING nnexp.tracking: the model of this diverged run is logged but not "
-                f"registered as {self.register_as!r}",
-                file=sys.stderr,
+                f"registered as {self.register_as!r}"
             )
         link = self.link
         if link.online():
