@@ -212,12 +212,15 @@ def build_trainer(cfg: Config, built: Built, job: Job) -> train.Trainer:
     the offline spool when the store is away), the progress bar after the tracker has started
     the run (its clock and rate are the training's, not MLflow's start-up), then the process's
     own."""
-    t, reg = cfg.trainer, cfg.regularization
+    t = cfg.trainer
     objective = t.objective_spec()
     callbacks: list[Callback] = []
-    if reg.early_stopping:
+    stopping = cfg.early_stopping()  # trainer.early_stopping, or its regularization alias
+    if stopping is not None:
         callbacks.append(
-            train.EarlyStopping(reg.patience, reg.min_delta, reg.restore_best, objective)
+            train.EarlyStopping(
+                stopping.patience, stopping.min_delta, stopping.restore_best, objective
+            )
         )
     callbacks.append(
         train.Checkpointer(

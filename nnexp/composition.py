@@ -23,7 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
 from nnexp.config import Config, ConfigError
-from nnexp.schema import default_of, unknown_keys
+from nnexp.schema import check_value, default_of, unknown_keys
 
 # Lines of Hydra's messages that are not about the user's mistake, or advise what nnexp refuses.
 _NOISE = ("Config search path", "To append to your config use", "See https://hydra.cc")
@@ -45,6 +45,9 @@ def composed(cfg: DictConfig, overrides: Sequence[str]) -> Config:
         current = OmegaConf.select(cfg, override.key_or_group, default=None)
         if isinstance(current, bool) and not isinstance(value, bool):
             raise ConfigError(f"{override.key_or_group}={value!r}: must be true or false")
+    for f in dataclasses.fields(Config):  # the root's own keys (seed), before its nodes use them
+        if f.metadata and f.name in cfg:
+            check_value(f.name, OmegaConf.select(cfg, f.name), f.metadata, _fail)
     conf = cast(Config, OmegaConf.to_object(cfg))  # a structured config: a Config instance
     for key in unknown_keys(conf)[:1]:
         owner = key.rpartition(".")[0]
@@ -60,6 +63,10 @@ def composed(cfg: DictConfig, overrides: Sequence[str]) -> Config:
                 f"choose another with {group}=NAME"
             )
     return conf
+
+
+def _fail(key: str, value: Any, rule: str) -> ConfigError:
+    return ConfigError(f"{key}={value!r}: {rule}")
 
 
 def _at(conf: Any, dotted: str) -> Any:

@@ -224,6 +224,29 @@ class GradClipConfig:
         _check(self, "trainer.grad_clip")
 
 
+@dataclass
+class EarlyStoppingConfig:
+    """The early-stopping callback: on once `patience` is set. Its older spelling, the
+    regularization keys (``regularization=early_stopping``, ``regularization.patience``, ...),
+    is an alias: these keys win where both are set (`Config.early_stopping`)."""
+
+    patience: int | None = bounded(None, ge=1)  # epochs without improvement; None: off
+    min_delta: float | None = bounded(None, ge=0, finite=True)  # None: 0
+    restore_best: bool | None = None  # None: true (the best epoch's weights at the end)
+
+    def __post_init__(self) -> None:
+        _check(self, "trainer.early_stopping")
+
+
+@dataclass(frozen=True)
+class EarlyStoppingSettings:
+    """Early stopping as the run applies it, its two spellings merged."""
+
+    patience: int
+    min_delta: float
+    restore_best: bool
+
+
 def _loss_scale(value: str) -> bool:
     try:
         parse_loss_scale(value)
@@ -251,6 +274,7 @@ class TrainerConfig:
     loss_scale: str | None = checked(None, _loss_scale, "must be dynamic, none or a number > 0")
     seed: int = bounded(0, ge=0)
     grad_clip: GradClipConfig = field(default_factory=GradClipConfig)
+    early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
     # epochs between epoch_NNNN.npz (0: only best and last)
     checkpoint_every: int = bounded(10, ge=0)
     # last.npz/best.npz are written at most this often (and at the end, and when a run fails):
@@ -349,6 +373,9 @@ TAG_FORMS = "a list of names (tags=[dev,baseline]) or a mapping (tags={team: x},
 
 @dataclass
 class Config:
+    # One seed for the whole run (`python -m nnexp seed=1`, as in lightning-hydra-template):
+    # conf/config.yaml sets trainer.seed and dataset.seed to ${seed}; either, set itself, wins.
+    seed: int = bounded(0, ge=0, le=2**32 - 1)
     model: ModelConfig = MISSING
     optimizer: Any = MISSING
     schedule: Any = MISSING
@@ -428,6 +455,29 @@ def is_hyperparameter(key: str) -> bool:
     if node == "trainer":
         return rest.split(".")[0] not in TRAINER_BOOKKEEPING
     return node in HYPERPARAMETER_NODES
+
+    def __post_init__(self) -> None:
+        es, reg = self.trainer.early_stopping, self.regularization
+        if es.patience is None and not (reg is not MISSING and reg.early_stopping):
+            for key in ("min_delta", "restore_best"):
+                _require(
+                    getattr(es, key) is None,
+                    f"trainer.early_stopping.{key}",
+                    getattr(es, key),
+                    "early stopping is off: turn it on with trainer.early_stopping.patience=N",
+                )
+
+    def early_stopping(self) -> EarlyStoppingSettings | None:
+        """trainer.early_stopping's keys, each else its alias regularization.<key> (on with
+        regularization.early_stopping); None when neither turns it on."""
+        es, reg = self.trainer.early_stopping, self.regularization
+        if es.patience is None and not reg.early_stopping:
+            return None
+        return EarlyStoppingSettings(
+            patience=_first_set(es.patience, reg.patience),
+            min_delta=_first_set(es.min_delta, reg.min_delta),
+            restore_best=_first_set(es.restore_best, reg.restore_best),
+        )
 
 
 SCHEMAS: dict[str, dict[str, type]] = {
