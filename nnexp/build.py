@@ -133,6 +133,14 @@ def build_optimizer(cfg: Config, model: Sequential) -> Optimizer:
     )
 
 
+def overfit_rows(cfg: Config) -> slice:
+    """The training rows a run trains on: with trainer.overfit_batches, the same first
+    N * batch_size rows every epoch (the split is already shuffled, and stratified for
+    classification); else all."""
+    n = cfg.trainer.overfit_batches
+    return slice(n * cfg.trainer.batch_size if n else None)
+
+
 def build(cfg: Config) -> Built:
     dtype = np.dtype(cfg.trainer.master_dtype())
     schedule = build_schedule(cfg)  # fails on a bad schedule before the data is loaded
@@ -152,9 +160,11 @@ def build(cfg: Config) -> Built:
     kwargs = mlp_kwargs(cfg, splits.n_features, n_outputs(loss_name, splits))
     model = mlp(**kwargs)
     loss.check_targets(ys[0], kwargs["out_features"])
+    rows = overfit_rows(cfg)
     data = replace(
         splits,
-        y_train=ys[0],
+        X_train=splits.X_train[rows],
+        y_train=ys[0][rows],
         y_val=ys[1],
         y_test=ys[2],
         y_scale=1.0 if y_scale is None else y_scale,
@@ -202,6 +212,7 @@ def train_settings(cfg: Config) -> TrainSettings:
         objective=t.objective,
         precision=t.precision_of(),
         loss_scale=t.loss_scale or "dynamic",
+        limit_batches=t.limit_batches,
     )
 
 

@@ -283,6 +283,11 @@ class TrainerConfig:
     # How many of the newest checkpoints stay, locally and in the store: last.npz and the
     # newest checkpoint_keep - 1 epoch_NNNN.npz; best.npz on top (at most K + 1 files). 0: all.
     checkpoint_keep: int = bounded(3, ge=0)
+    # Debugging (the debug group): train on at most this many of each epoch's (shuffled)
+    # batches; train on the same first overfit_batches * batch_size rows of the training split
+    # every epoch (a fixed subset to overfit). None: all. Validation and test are untouched.
+    limit_batches: int | None = bounded(None, ge=1)
+    overfit_batches: int | None = bounded(None, ge=1)
     # epochs between metric records (the last epoch is always recorded)
     log_every: int = bounded(1, ge=1)
     stats: list[str] = choice(list(STATS), STATS)  # noqa: RUF009 (a default_factory field)

@@ -8,9 +8,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import test_option_effects as effects
+from hydra.core.hydra_config import HydraConfig
 from test_option_effects import conf_of
 
+import nnexp.train
+from nnexp import cli as nnexp_cli
 from nnexp.config import ConfigError
+from nnexp.train import Trainer
 
 
 @pytest.fixture
@@ -103,3 +107,127 @@ def test_early_stopping_settings_without_patience_are_refused():
         conf_of("trainer.early_stopping.min_delta=0.1")
     with pytest.raises(ConfigError, match=r"^trainer.early_stopping.patience=0: must be >= 1$"):
         conf_of("trainer.early_stopping.patience=0")
+
+
+# --- the debug group and the trainer keys it needs ------------------------------------------
+
+
+@pytest.fixture
+def run_debug(tmp_path, monkeypatch):
+    """Like run_cli, without its small BASE (a debug config sets the epochs itself)."""
+    monkeypatch.chdir(tmp_path)
+    captured: list = []
+
+    class Spy(Trainer):
+        def __init__(self, *args, **kwargs) -> None:
+            super().__init__(*args, **kwargs)
+            captured.append(self)
+
+    monkeypatch.setattr(nnexp.train, "Trainer", Spy)
+
+    def run(*overrides: str):
+        cfg = effects.compose_cfg("trainer.progress=false", *overrides)
+        cfg.hydra.runtime.output_dir = str(tmp_path / f"run{len(captured)}")
+        HydraConfig.instance().set_config(cfg)
+        nnexp_cli.run(effects._without_hydra(cfg))
+        return captured.pop()
+
+    return run
+
+
+def test_limit_batches_trains_on_the_first_n_batches_of_each_epoch(run_cli):
+    full = run_cli("trainer.batch_size=10", "trainer.epochs=3")
+    limited = run_cli("trainer.batch_size=10", "trainer.epochs=3", "trainer.limit_batches=2")
+    assert (full.global_step, limited.global_step) == (3 * 6, 3 * 2)  # 60 rows: 6 batches
+    assert limited.epoch == 3 and not _same(_weights(full), _weights(limited))
+    # more than there are: all of them
+    assert run_cli("trainer.batch_size=10", "trainer.limit_batches=99").global_step == 2 * 6
+
+
+def test_overfit_batches_trains_on_a_fixed_subset_of_the_training_split(run_cli):
+    full = run_cli("trainer.batch_size=8")
+    fixed = run_cli("trainer.batch_size=8", "trainer.overfit_batches=2")
+    assert len(fixed.data.X_train) == 16 and fixed.global_step == 2 * 2
+    np.testing.assert_array_equal(fixed.data.X_train, full.data.X_train[:16])
+    np.testing.assert_array_equal(fixed.data.y_train, full.data.y_train[:16])
+    np.testing.assert_array_equal(fixed.data.X_val, full.data.X_val)  # validation untouched
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "rule"),
+    [("limit_batches", 0, "must be >= 1"), ("overfit_batches", -1, "must be >= 1")],
+)
+def test_debug_trainer_keys_have_bounds(key, value, rule):
+    with pytest.raises(ConfigError, match=rf"^trainer.{key}={value}: {rule}$"):
+        conf_of(f"trainer.{key}={value}")
+
+
+def test_debug_overfit_drives_the_training_loss_to_zero(run_debug):
+    adam = ("optimizer=adam", "optimizer.lr=0.01")
+    overfit = run_debug("debug=overfit", *adam)
+    assert len(overfit.data.X_train) == 32 and overfit.epoch == 1000
+    assert overfit.settings.l2 == 0 and not overfit.stop_reason
+    assert overfit.history[-1]["train/loss"] < 0.01 and overfit.history[-1]["train/acc"] == 1
+    # all 600 noisy training rows for as many steps: far from zero
+    whole = run_debug(*adam, "trainer.epochs=53", "trainer.batch_size=1000")
+    assert whole.history[-1]["train/loss"] > 0.05
+    # no regularization from the config files; the command line still decides
+    conf = conf_of("debug=overfit")
+    assert conf.regularization.name == "none" and conf.early_stopping() is None
+    conf = conf_of("regularization=l2", "debug=overfit")
+    assert conf.regularization.l2 == 0.001
+
+
+def test_debug_limit_and_fast_compose_what_they_promise():
+    limit = conf_of("debug=limit")
+    assert (limit.trainer.epochs, limit.trainer.limit_batches) == (3, 5)
+    fast = conf_of("debug=fast", "trainer.epochs=4")  # the command line still wins
+    assert (fast.trainer.epochs, fast.trainer.limit_batches, fast.tracking.experiment) == (
+        4,
+        2,
+        "debug",
+    )
+    assert conf_of().trainer.limit_batches is None  # debug: none by default
+
+
+@pytest.mark.slow  # a real CLI run into a new store: 5-25 s on the shared 2 cores
+def test_debug_fast_is_a_tracked_smoke_run_in_seconds(cli):
+    cli.ok("debug=fast")
+    (run,) = cli.runs("debug")
+    assert run.info.status == "FINISHED" and cli.runs("nnexp") == []
+    client = cli.client()
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "train/loss")] == [1, 2]
+    assert run.data.params["trainer.limit_batches"] == "2"
+    assert run.data.metrics["epochs_run"] == 2
+
+
+# --- local/ configs --------------------------------------------------------------------------
+
+
+def test_a_local_config_changes_the_composed_config_and_its_absence_is_fine(tmp_path):
+    """`local/default.yaml` on the config search path — conf/local/ of a source checkout
+    (git-ignored), or the directory of `--config-dir` — is merged after the groups and the
+    experiment, before `debug` and the command line."""
+    import subprocess
+    import sys
+
+    from conftest import cli_env
+
+    def job(*args: str) -> str:
+        proc = subprocess.run(
+            [sys.executable, "-m", "nnexp", *args, "--cfg", "job"],
+            cwd=tmp_path, env=cli_env(), capture_output=True, text=True,
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout
+
+    assert "epochs: 100" in job()  # no local config anywhere: the defaults
+    mine = tmp_path / "mine" / "local"
+    mine.mkdir(parents=True)
+    (mine / "default.yaml").write_text(
+        "# @package _global_\ntrainer:\n  epochs: 7\n  batch_size: 8\ntracking:\n  uri: sqlite:///here.db\n"
+    )
+    local = job("--config-dir", "mine")
+    assert "epochs: 7" in local and "batch_size: 8" in local and "sqlite:///here.db" in local
+    both = job("--config-dir", "mine", "debug=limit", "trainer.batch_size=4")
+    assert "epochs: 3" in both and "batch_size: 4" in both  # debug, then the command line win

@@ -66,6 +66,7 @@ class TrainSettings:
     objective: str = "val/loss"
     precision: str = "float32"  # or float64, or mixed: float16 passes (nnexp.nn.amp)
     loss_scale: str = "dynamic"  # under mixed: dynamic, none, or a number (static)
+    limit_batches: int | None = None  # train on the epoch's first N batches only (None: all)
 
 
 class Trainer:
@@ -242,15 +243,18 @@ class Trainer:
         return norms
 
     def _batches(self) -> list[NDArray[np.intp]]:
-        """The epoch's batches: row indices, shuffled, in slices of ``batch_size``. A batch of
-        one cannot be batch-normalized: such a remainder is folded into the last batch."""
+        """The epoch's batches: row indices, shuffled, in slices of ``batch_size`` (the first
+        ``limit_batches`` of them, if set). A batch of one cannot be batch-normalized: such a
+        remainder is folded into the last batch."""
         n, size = len(self.data.X_train), self.settings.batch_size
         order = self.rng.permutation(n)
         starts = list(range(0, n, size))
         if len(starts) > 1 and n - starts[-1] < self._min_batch:
             starts.pop()
         ends = [*starts[1:], n]
-        return [order[start:end] for start, end in zip(starts, ends, strict=True)]
+        batches = [order[start:end] for start, end in zip(starts, ends, strict=True)]
+        # After the whole permutation is drawn: the shuffling stream does not depend on it.
+        return batches[: self.settings.limit_batches]
 
     # --- NaN/Inf: the guard raises NonFiniteError, trainer.nan_policy decides here ------------
 
