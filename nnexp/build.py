@@ -22,6 +22,7 @@ from nnexp.names import (
     TAG_DATASET,
     TAG_DOCTOR_FAILING,
     TAG_DOCTOR_FINDINGS,
+    TAG_LINEAGE_KEY,
     TAG_N_CLASSES,
     TAG_OVERRIDES,
     TAG_RESUME_KEY,
@@ -133,12 +134,12 @@ def build_optimizer(cfg: Config, model: Sequential) -> Optimizer:
     )
 
 
-def overfit_rows(cfg: Config) -> slice:
-    """The training rows a run trains on: with trainer.overfit_batches, the same first
+def overfit_rows(cfg: Config) -> int | None:
+    """How many training rows a run trains on: with trainer.overfit_batches, the same first
     N * batch_size rows every epoch (the split is already shuffled, and stratified for
-    classification); else all."""
+    classification); else None: all."""
     n = cfg.trainer.overfit_batches
-    return slice(n * cfg.trainer.batch_size if n else None)
+    return n * cfg.trainer.batch_size if n else None
 
 
 def build(cfg: Config) -> Built:
@@ -163,8 +164,8 @@ def build(cfg: Config) -> Built:
     rows = overfit_rows(cfg)
     data = replace(
         splits,
-        X_train=splits.X_train[rows],
-        y_train=ys[0][rows],
+        X_train=splits.X_train if rows is None else splits.X_train[:rows],
+        y_train=ys[0] if rows is None else ys[0][:rows],
         y_val=ys[1],
         y_test=ys[2],
         y_scale=1.0 if y_scale is None else y_scale,
@@ -185,6 +186,7 @@ class Job:
     resolved: Mapping[str, Any]  # the whole resolved config, for the run's params
     source_dir: Path  # where the user started it (its git state: nnexp.tracking.context)
     resume_key: str
+    lineage_key: str = ""  # resume_key without trainer.epochs (a finished run to extend)
     single_run: bool = True
     sweep: Any = None  # nnexp.tracking.sweep.SweepJob of a tracked sweep's job
     checkpoint_dir: Path | None = None  # a resumed run's (default: run_dir/checkpoints)
@@ -339,6 +341,7 @@ def run_tags(cfg: Config, built: Built, job: Job) -> dict[str, str]:
     source, git) are added by the tracker as it creates the run (`nnexp.tracking.context`)."""
     tags = user_tags(cfg.tags) | {
         TAG_RESUME_KEY: job.resume_key,
+        TAG_LINEAGE_KEY: job.lineage_key,
         TAG_OVERRIDES: " ".join(job.overrides) or "(none)",
         TAG_TASK: built.splits.task,
         TAG_DATASET: cfg.dataset.name,

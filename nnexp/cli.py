@@ -23,13 +23,20 @@ from nnexp.composition import composed
 from nnexp.config import Config, ConfigError, register_configs
 from nnexp.data import DatasetError, validate_spec
 from nnexp.objective import Objective
-from nnexp.resume import ResumeError, ResumePlan, job_overrides, plan_resume, resume_key
+from nnexp.resume import (
+    ResumeError,
+    ResumePlan,
+    job_overrides,
+    lineage_key,
+    plan_resume,
+    resume_key,
+)
 from nnexp.timing import phase
 from nnexp.tracking.server import TrackingUnavailable
 from nnexp.tracking.store import prepare_store
 from nnexp.train.blas import deterministic_blas
 from nnexp.train.callbacks import Callback
-from nnexp.train.checkpoint import CheckpointError
+from nnexp.train.checkpoint import CheckpointError, stopped_early
 from nnexp.train.divergence import NonFiniteError
 from nnexp.train.trainer import RESULTS
 
@@ -99,6 +106,9 @@ def _run(cfg: DictConfig, conf: Config) -> float:
     if plan and plan.skip:
         return float(plan.run.data.metrics.get(conf.trainer.objective, float("nan")))
     state = load_checkpoint(plan.checkpoint) if plan and plan.checkpoint else None
+    if plan and plan.extends is not None and state is not None and stopped_early(state):
+        print(f"nnexp: nothing to extend: {stopped_early(state)}", file=sys.stderr)
+        return float(plan.run.data.metrics.get(conf.trainer.objective, float("nan")))
     with phase("data + model"):  # a bad checkpoint failed above, before the data loads
         built = build(conf)
     trainer = build_trainer(conf, built, job)
@@ -159,6 +169,7 @@ def _job(cfg: DictConfig) -> Job:
         resolved=OmegaConf.to_container(cfg, resolve=True),
         source_dir=Path(hydra.utils.get_original_cwd()),
         resume_key=resume_key(overrides),
+        lineage_key=lineage_key(overrides),
         single_run=not in_multirun(),
         # None unless a job of a tracked sweep
         sweep=current_job(tracking.experiment) if tracking.enabled else None,
@@ -178,6 +189,9 @@ def _plan_resume(conf: Config, job: Job) -> ResumePlan:
         experiment=conf.tracking.experiment,
         key=job.resume_key,
         download_dir=job.run_dir / "resume-download",
+        # a single run may extend a finished run of the same job to more epochs; a sweep's
+        # job only continues its own (two jobs that differ in trainer.epochs are two runs)
+        extend=(job.lineage_key, conf.trainer.epochs) if job.single_run else None,
     )
     log.info(f"nnexp: {plan.note}")
     job.checkpoint_dir, job.resume_run_id = plan.checkpoint_dir, plan.run_id

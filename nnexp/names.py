@@ -30,6 +30,8 @@ TAG_DIVERGED = "diverged"  # "true" on a run that stopped on a NaN/Inf
 TAG_PREVIOUS_ERROR = "nnexp.previous_error"  # a resumed run's earlier crash
 TAG_MODEL_URI = "model_uri"  # where the logged pyfunc model is
 TAG_RESUME_KEY = "nnexp.resume_key"  # hash of the job's overrides (trainer.resume=last)
+# the same hash without trainer.epochs: `trainer.resume=last trainer.epochs=N` extends that run
+TAG_LINEAGE_KEY = "nnexp.lineage_key"
 TAG_CHECKPOINT_DIR = "nnexp.checkpoint_dir"  # the run's local checkpoint directory
 TAG_PARENT_RUN = "mlflow.parentRunId"  # MLflow's own nesting tag
 TAG_OVERRIDES = "overrides"  # the job's Hydra overrides, space-separated, or "(none)"

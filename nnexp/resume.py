@@ -15,7 +15,12 @@ Three forms:
   ``trainer.resume`` itself — so the same command line, or the same job of a re-launched sweep,
   finds its earlier run. If that run is FINISHED, or ended diverged (resuming would diverge again:
   training is deterministic), the job is skipped. If there is none, the job starts fresh. A
-  killed or crashed run is resumed as with ``runs:/RUN_ID``.
+  killed or crashed run is resumed as with ``runs:/RUN_ID``. A single run (not a sweep's job)
+  with no such run also looks for the latest run whose overrides differ only in
+  ``trainer.epochs`` (tag ``nnexp.lineage_key``): one that FINISHED with fewer epochs than
+  asked is *extended* — reopened and continued from its last checkpoint to the new
+  ``trainer.epochs`` (``trainer.resume=last trainer.epochs=150`` after a 100-epoch run); one
+  that diverged is skipped; one that was killed is resumed (to the new count).
 
 A run whose checkpoint directory is locked by a live process on this host (``.lock``, written
 by the `Checkpointer`) is refused: two processes must never continue the same run.
@@ -35,6 +40,7 @@ from nnexp.names import (
     RUN_FILE,
     TAG_CHECKPOINT_DIR,
     TAG_DIVERGED,
+    TAG_LINEAGE_KEY,
     TAG_RESUME_KEY,
     TRUE,
 )
@@ -42,6 +48,8 @@ from nnexp.train.run_lock import check_unlocked
 
 DEFAULT_ARTIFACT = f"checkpoints/{LAST_CHECKPOINT}"
 _RESUME_OVERRIDE = ("trainer.resume=", "+trainer.resume=", "++trainer.resume=")
+_EPOCHS_OVERRIDE = ("trainer.epochs=", "+trainer.epochs=", "++trainer.epochs=")
+EPOCHS_RUN = "epochs_run"  # the final metric: how many epochs a run trained
 
 
 class ResumeError(ValueError):
@@ -57,6 +65,7 @@ class ResumePlan:
     run_id: str | None = None  # the MLflow run to reopen; None: a new run
     skip: bool = False
     run: Any = None  # the MLflow run found (runs:/ and last)
+    extends: int | None = None  # a finished run's epochs, continued to more (last)
     note: str = ""  # one line for the user: what was found
 
 
@@ -80,6 +89,11 @@ def resume_key(overrides: Sequence[str]) -> str:
     return hashlib.sha256("\n".join(sorted(items)).encode()).hexdigest()[:32]
 
 
+def lineage_key(overrides: Sequence[str]) -> str:
+    """`resume_key` without trainer.epochs: the runs of one job at any length."""
+    return resume_key([o for o in overrides if not o.startswith(_EPOCHS_OVERRIDE)])
+
+
 def plan_resume(
     value: str,
     *,
@@ -88,8 +102,10 @@ def plan_resume(
     experiment: str,
     key: str,
     download_dir: Path,
+    extend: tuple[str, int] | None = None,
 ) -> ResumePlan:
-    """Resolve `value` (trainer.resume, paths already absolute) into a `ResumePlan`."""
+    """Resolve `value` (trainer.resume, paths already absolute) into a `ResumePlan`.
+    `extend`: (lineage key, trainer.epochs) if ``last`` may extend a finished run."""
     value = value.strip()
     if value == "last" or value.startswith("runs:/"):
         if not tracking_enabled:
@@ -104,7 +120,7 @@ def plan_resume(
 
         client = MlflowClient(tracking_uri)
         if value == "last":
-            return _plan_last(client, experiment, key, download_dir)
+            return _plan_last(client, experiment, key, download_dir, extend)
         return _plan_run(client, value, download_dir)
     return _plan_path(Path(value), tracking_enabled, tracking_uri)
 
@@ -154,19 +170,34 @@ def _plan_run(client, value: str, download_dir: Path) -> ResumePlan:
     return plan
 
 
-def _plan_last(client, experiment: str, key: str, download_dir: Path) -> ResumePlan:
+def _latest(client, experiment_id: str, tag: str, value: str) -> Any:
+    runs = client.search_runs(
+        [experiment_id],
+        filter_string=f"tags.`{tag}` = '{value}'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
+    return runs[0] if runs else None
+
+
+def _plan_last(
+    client, experiment: str, key: str, download_dir: Path, extend: tuple[str, int] | None
+) -> ResumePlan:
     exp = client.get_experiment_by_name(experiment)
-    runs = []
-    if exp is not None:
-        runs = client.search_runs(
-            [exp.experiment_id],
-            filter_string=f"tags.`{TAG_RESUME_KEY}` = '{key}'",
-            order_by=["attributes.start_time DESC"],
-            max_results=1,
-        )
-    if not runs:
+    run = None if exp is None else _latest(client, exp.experiment_id, TAG_RESUME_KEY, key)
+    if run is None and exp is not None and extend is not None:
+        run = _latest(client, exp.experiment_id, TAG_LINEAGE_KEY, extend[0])
+        if run is not None and run.info.status == "FINISHED":
+            trained = int(run.data.metrics.get(EPOCHS_RUN, extend[1]))
+            if trained >= extend[1]:  # as long or longer: not this job's run
+                run = None
+            else:
+                plan = _plan_of_run(client, run, DEFAULT_ARTIFACT, download_dir)
+                plan.extends = trained
+                plan.note = f"extending {run.info.run_id} from epoch {trained} to {extend[1]}"
+                return plan
+    if run is None:
         return ResumePlan(note=f"trainer.resume=last: no earlier run of this job in {experiment!r}")
-    run = runs[0]
     run_id = run.info.run_id
     diverged = run.data.tags.get(TAG_DIVERGED) == TRUE
     if run.info.status == "FINISHED" or diverged:

@@ -89,6 +89,10 @@ def trained_with(trainer: Trainer) -> dict[str, Any]:
         layers.append(kind)
     optimizer = trainer.optimizer
     return {
+        # What continuing it to more epochs depends on: the run's length, and a schedule that
+        # spans it (a cosine's total: trainer.epochs unless set)
+        "epochs": trainer.settings.epochs,
+        "schedule_total": getattr(trainer.schedule, "total", None),
         "layers": layers,
         "dtype": str(trainer.params[0].value.dtype) if trainer.params else "",
         "optimizer": type(optimizer).__name__,
@@ -247,6 +251,14 @@ def restore(trainer: Trainer, state: State, source: str = "checkpoint") -> None:
             cb.load_state_dict(own)
 
 
+def stopped_early(state: State) -> str | None:
+    """Why the checkpoint's run stopped before its last epoch (early stopping), or None."""
+    if "stopped" not in state:
+        return None
+    stop, reason = json.loads(str(state["stopped"]))
+    return str(reason) if stop else None
+
+
 def _check_rngs(
     trainer: Trainer, state: State, source: str
 ) -> list[tuple[np.random.Generator, dict[str, object]]]:
@@ -296,10 +308,40 @@ def _check_trained_with(trainer: Trainer, state: State, source: str) -> None:
             f"{source}: other dtype: the checkpoint is {was['dtype']}, this run uses "
             f"{now['dtype']} (trainer.dtype)"
         )
+    _check_continuation(trainer, state, was, source)
     if was.get("optimizer", now["optimizer"]) != now["optimizer"]:
         raise CheckpointError(
             f"{source}: other optimizer: the checkpoint was trained with {was['optimizer']}, "
             f"this run uses {now['optimizer']} (optimizer=...)"
+        )
+
+
+def _check_continuation(trainer: Trainer, state: State, was: dict[str, Any], source: str) -> None:
+    """Continuing a checkpoint must continue *its* training, so that a run resumed or extended
+    to more epochs (``trainer.resume=last trainer.epochs=150`` after 100) ends as an
+    uninterrupted run would have. Refused where that cannot hold: a schedule that spans the
+    run's length (cosine: its total is trainer.epochs unless set) would change the learning
+    rate of the epochs already trained; a run that ended by putting its best epoch's weights
+    back (restore_best) holds that epoch's weights, not the last one's, to go on from."""
+    total = getattr(trainer.schedule, "total", None)
+    if was.get("schedule_total") not in (None, total):
+        raise CheckpointError(
+            f"{source}: its {type(trainer.schedule).__name__} schedule spans "
+            f"{was['schedule_total']} epochs, this run's {total} (trainer.epochs="
+            f"{trainer.settings.epochs}): continuing it would change the learning rate of the "
+            f"epochs it trained. Set schedule.total={was['schedule_total']} to keep its schedule "
+            "(later epochs at schedule.min_lr), or start a new run"
+        )
+    epoch = int(state["epoch"])
+    best_epoch = state.get("callback/early_stopping/best_epoch")
+    best = epoch if best_epoch is None else int(best_epoch)
+    ended = was.get("epochs") == epoch < trainer.settings.epochs  # a finished run extended
+    if ended and "callback/early_stopping/value/0" in state and best < epoch:
+        raise CheckpointError(
+            f"{source}: the run ended at epoch {epoch} with its best epoch's weights (epoch "
+            f"{best}, early stopping's restore_best): extended, it would not go on from "
+            "where it trained. Start a new run with more epochs, or train runs you mean to "
+            "extend with trainer.early_stopping.restore_best=false"
         )
 
 
