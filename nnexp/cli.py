@@ -99,6 +99,10 @@ def _run(cfg: DictConfig, conf: Config) -> float:
     from nnexp.train import load_checkpoint, load_history, restore
 
     job = _job(cfg)
+    if conf.extras.print_config:
+        from nnexp.config_tree import print_config_tree
+
+        print_config_tree(job.resolved, job.run_dir, color=sys.stdout.isatty())
     if conf.tracking.enabled:  # the store and experiment, under sqlite's lock; before the data
         with phase("tracking: open store"):
             prepare_store(conf.tracking.uri, conf.tracking.experiment)

@@ -377,6 +377,13 @@ TAG_FORMS = "a list of names (tags=[dev,baseline]) or a mapping (tags={team: x},
 
 
 @dataclass
+class ExtrasConfig:
+    """What a run does around training (lightning-hydra-template's ``extras``)."""
+
+    print_config: bool = False  # print the composed, resolved config as a tree at the start
+
+
+@dataclass
 class Config:
     # One seed for the whole run (`python -m nnexp seed=1`, as in lightning-hydra-template):
     # conf/config.yaml sets trainer.seed and dataset.seed to ${seed}; either, set itself, wins.
@@ -391,9 +398,31 @@ class Config:
     # The run's own MLflow tags: names (tags=[dev,baseline]: each tag "true") or a mapping
     # (tags={team: x}, +tags.team=x). None (the default): none. See `user_tags`.
     tags: Any = field(default=None, metadata={"rule": TAG_FORMS})
+    extras: ExtrasConfig = field(default_factory=ExtrasConfig)
 
     def __post_init__(self) -> None:
         user_tags(self.tags)
+        es, reg = self.trainer.early_stopping, self.regularization
+        if es.patience is None and not (reg is not MISSING and reg.early_stopping):
+            for key in ("min_delta", "restore_best"):
+                _require(
+                    getattr(es, key) is None,
+                    f"trainer.early_stopping.{key}",
+                    getattr(es, key),
+                    "early stopping is off: turn it on with trainer.early_stopping.patience=N",
+                )
+
+    def early_stopping(self) -> EarlyStoppingSettings | None:
+        """trainer.early_stopping's keys, each else its alias regularization.<key> (on with
+        regularization.early_stopping); None when neither turns it on."""
+        es, reg = self.trainer.early_stopping, self.regularization
+        if es.patience is None and not reg.early_stopping:
+            return None
+        return EarlyStoppingSettings(
+            patience=_first_set(es.patience, reg.patience),
+            min_delta=_first_set(es.min_delta, reg.min_delta),
+            restore_best=_first_set(es.restore_best, reg.restore_best),
+        )
 
 
 def user_tags(tags: Any) -> dict[str, str]:
@@ -460,29 +489,6 @@ def is_hyperparameter(key: str) -> bool:
     if node == "trainer":
         return rest.split(".")[0] not in TRAINER_BOOKKEEPING
     return node in HYPERPARAMETER_NODES
-
-    def __post_init__(self) -> None:
-        es, reg = self.trainer.early_stopping, self.regularization
-        if es.patience is None and not (reg is not MISSING and reg.early_stopping):
-            for key in ("min_delta", "restore_best"):
-                _require(
-                    getattr(es, key) is None,
-                    f"trainer.early_stopping.{key}",
-                    getattr(es, key),
-                    "early stopping is off: turn it on with trainer.early_stopping.patience=N",
-                )
-
-    def early_stopping(self) -> EarlyStoppingSettings | None:
-        """trainer.early_stopping's keys, each else its alias regularization.<key> (on with
-        regularization.early_stopping); None when neither turns it on."""
-        es, reg = self.trainer.early_stopping, self.regularization
-        if es.patience is None and not reg.early_stopping:
-            return None
-        return EarlyStoppingSettings(
-            patience=_first_set(es.patience, reg.patience),
-            min_delta=_first_set(es.min_delta, reg.min_delta),
-            restore_best=_first_set(es.restore_best, reg.restore_best),
-        )
 
 
 SCHEMAS: dict[str, dict[str, type]] = {

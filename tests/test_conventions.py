@@ -231,3 +231,21 @@ def test_a_local_config_changes_the_composed_config_and_its_absence_is_fine(tmp_
     assert "epochs: 7" in local and "batch_size: 8" in local and "sqlite:///here.db" in local
     both = job("--config-dir", "mine", "debug=limit", "trainer.batch_size=4")
     assert "epochs: 3" in both and "batch_size: 4" in both  # debug, then the command line win
+
+
+# --- extras.print_config ---------------------------------------------------------------------
+
+
+def test_print_config_prints_the_resolved_config_as_a_tree_and_keeps_it(run_cli, capsys):
+    trainer = run_cli("extras.print_config=true", "seed=5", "optimizer.lr=0.25")
+    out = capsys.readouterr().out
+    tree = out[: out.index("nnexp:")] if "nnexp:" in out else out
+    assert tree.startswith("config\n")
+    branches = [line.split()[-1] for line in tree.splitlines() if line[:4] in ("├── ", "└── ")]
+    assert branches[:7] == [
+        "model", "optimizer", "schedule", "dataset", "regularization", "trainer", "tracking",
+    ]  # fmt: skip
+    assert "lr: 0.25" in tree and "seed: 5" in tree and "${seed}" not in tree  # resolved
+    assert (trainer.run_dir / "config_tree.txt").read_text() == tree
+    run_cli("seed=5")  # off by default: `make run` stays short
+    assert "├── model" not in capsys.readouterr().out
