@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
+from omegaconf import OmegaConf
 
 # The order a reader looks for things in; any other top-level node follows.
 ORDER = ("model", "optimizer", "schedule", "dataset", "regularization", "trainer", "tracking")
@@ -26,7 +26,7 @@ def render(resolved: Mapping[str, Any], *, color: bool = False) -> str:
     for key in keys:
         value = resolved[key]
         branch = tree.add(f"[bold]{key}[/bold]")
-        text = yaml.safe_dump(value, sort_keys=False, default_flow_style=False).rstrip()
+        text = OmegaConf.to_yaml(value).rstrip() if isinstance(value, dict | list) else str(value)
         branch.add(Syntax(text, "yaml", theme="ansi_dark", background_color="default"))
     out = io.StringIO()
     console = Console(
