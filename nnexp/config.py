@@ -31,6 +31,7 @@ from nnexp.nn import ACTIVATIONS, INITIALIZERS, LOSSES, OPTIMIZERS, SCHEDULES
 from nnexp.nn.amp import parse_loss_scale
 from nnexp.objective import MODES, Objective, direction_of
 from nnexp.schema import bounded, check_fields, checked, choice
+from nnexp.tracking.paths import project_root
 
 DTYPES = ("float32", "float64")
 PRECISIONS = (*DTYPES, "mixed")
@@ -377,6 +378,18 @@ TAG_FORMS = "a list of names (tags=[dev,baseline]) or a mapping (tags={team: x},
 
 
 @dataclass
+class PathsConfig:
+    """Where a run's files go (lightning-hydra-template's ``paths``): under the project's root
+    (`nnexp.tracking.paths`: $NNEXP_ROOT, else the nearest directory up holding mlflow.db or
+    .git, else the working directory), whichever sub-directory the run starts in."""
+
+    root: str = "${nnexp.project_root:}"
+    store: str = "${paths.root}/mlflow.db"  # tracking.uri's default (sqlite), unless exported
+    outputs: str = "${paths.root}/outputs"  # hydra.run.dir: <outputs>/<date>/<time>
+    multirun: str = "${paths.root}/multirun"  # hydra.sweep.dir: <multirun>/<date>/<time>
+
+
+@dataclass
 class ExtrasConfig:
     """What a run does around training (lightning-hydra-template's ``extras``)."""
 
@@ -399,6 +412,7 @@ class Config:
     # (tags={team: x}, +tags.team=x). None (the default): none. See `user_tags`.
     tags: Any = field(default=None, metadata={"rule": TAG_FORMS})
     extras: ExtrasConfig = field(default_factory=ExtrasConfig)
+    paths: PathsConfig = field(default_factory=PathsConfig)
 
     def __post_init__(self) -> None:
         user_tags(self.tags)
@@ -507,6 +521,9 @@ def register_configs() -> None:
     cs.store(name="base_config", node=Config)
     # ${nnexp.optuna_direction:${trainer.objective},${trainer.objective_mode}}: an Optuna
     # study's direction follows the objective (conf/hparams_search).
+    # ${nnexp.project_root:}: where the project's store and outputs live (paths.root).
+    if not OmegaConf.has_resolver("nnexp.project_root"):
+        OmegaConf.register_new_resolver("nnexp.project_root", lambda: str(project_root()))
     if not OmegaConf.has_resolver("nnexp.optuna_direction"):
         OmegaConf.register_new_resolver(
             "nnexp.optuna_direction",

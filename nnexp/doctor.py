@@ -1,6 +1,6 @@
 """``python -m nnexp.doctor``: why a run failed and what to change, from the tracking store.
 
-    python -m nnexp.doctor                      # the latest training run in ./mlflow.db
+    python -m nnexp.doctor                      # the latest training run in the project's mlflow.db
     python -m nnexp.doctor RUN_ID               # one run (finished or failed)
     python -m nnexp.doctor --sweep latest       # a sweep: one line per run, and its pattern
     python -m nnexp.doctor --experiment NAME    # the latest sweep of an experiment (else run)
@@ -13,12 +13,12 @@ overrides to paste. The rules and their thresholds: `nnexp.train.diagnosis`. Exi
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from nnexp.tracking.env import configure_mlflow_env
+from nnexp.tracking.paths import default_store_uri
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -30,7 +30,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--sweep", help="sweep id, parent run id, or latest")
     parser.add_argument("--experiment", help="MLflow experiment: its latest sweep, else run")
     parser.add_argument(
-        "--uri", help="tracking URI (default: MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)"
+        "--uri", help="tracking URI (default: MLFLOW_TRACKING_URI, else the project's mlflow.db)"
     )
     return parser.parse_args(argv)
 
@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     from nnexp.report import SweepNotFound, find_sweep, load_sweep
     from nnexp.report.doctor import RunNotFound
 
-    uri = args.uri or os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlflow.db"
+    uri = args.uri or default_store_uri()  # MLFLOW_TRACKING_URI, else the project's store
     if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///") :]).is_file():
         # Opening a missing sqlite file would create an empty store: say so instead.
         print(f"nnexp.doctor: error: no MLflow store at {uri}", file=sys.stderr)

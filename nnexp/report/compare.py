@@ -12,11 +12,11 @@ writes the PNG plots and ``report.html`` (each run linked to its page) into ``--
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
 from nnexp.tracking.env import configure_mlflow_env
+from nnexp.tracking.paths import default_store_uri, project_root
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -26,10 +26,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--sweep", help="sweep id or parent run id (default: the latest sweep)")
     parser.add_argument("--experiment", help="MLflow experiment (default: any)")
     parser.add_argument(
-        "--uri", help="tracking URI (default: MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)"
+        "--uri", help="tracking URI (default: MLFLOW_TRACKING_URI, else the project's mlflow.db)"
     )
     parser.add_argument(
-        "--out", type=Path, help="directory for the plots and report.html (default: report-<id>)"
+        "--out",
+        type=Path,
+        help="directory for the plots and report.html (default: <project root>/report-<id>)",
     )
     parser.add_argument(
         "--runs",
@@ -47,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     from nnexp.report import SweepNotFound, find_sweep, format_table, load_sweep, write_report
     from nnexp.report.links import run_pages
 
-    uri = args.uri or os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlflow.db"
+    uri = args.uri or default_store_uri()  # MLFLOW_TRACKING_URI, else the project's store
     if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///") :]).is_file():
         # Opening a missing sqlite file would create an empty store: say so instead.
         print(f"nnexp.compare: error: no MLflow store at {uri}", file=sys.stderr)
@@ -69,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     pages = run_pages(client.tracking_uri)
     if pages is not None:
         print(pages.how_to_open())
-    out = args.out or Path(f"report-{sweep.sweep_id}")
+    out = args.out or project_root() / f"report-{sweep.sweep_id}"  # the project's, not the cwd's
     paths = write_report(sweep, out, grad_runs)
     print(f"report: {paths[-1]}  ({', '.join(p.name for p in paths[:-1])})")
     return 0

@@ -69,7 +69,7 @@ def get_or_create_experiment(client: MlflowClient, name: str) -> str:
     experiment = client.get_experiment_by_name(name)
     if experiment is None:
         try:
-            return client.create_experiment(name)
+            return _create_experiment(client, name)
         except MlflowException:  # a parallel job of the same sweep created it first
             experiment = client.get_experiment_by_name(name)
             if experiment is None:
@@ -81,3 +81,17 @@ def get_or_create_experiment(client: MlflowClient, name: str) -> str:
             "or choose another name"
         )
     return experiment.experiment_id
+
+
+def _create_experiment(client: MlflowClient, name: str) -> str:
+    """A new experiment; a sqlite store's keeps its artifacts beside the database file
+    (``<dir>/mlruns/<id>``, where ``mlflow ui`` run in that directory puts them), not under
+    whatever directory the run that created it started in (MLflow's ``./mlruns``)."""
+    prefix = "sqlite:///"
+    uri = client.tracking_uri
+    if not uri.startswith(prefix) or uri == f"{prefix}:memory:":
+        return client.create_experiment(name)
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    artifacts = Path(uri[len(prefix) :]).resolve().parent / "mlruns"
+    return str(SqlAlchemyStore(uri, str(artifacts)).create_experiment(name))
