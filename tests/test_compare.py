@@ -98,7 +98,8 @@ def test_what_is_not_there_is_one_clear_error(swept, args, message):
 def test_no_store_is_an_error_and_creates_none(tmp_path):
     proc = compare(tmp_path)
     assert proc.returncode == 2
-    assert "no MLflow store at sqlite:///mlflow.db" in proc.stderr
+    # the project's store: here, the working directory (no mlflow.db or .git above it)
+    assert f"no MLflow store at sqlite:///{tmp_path}/mlflow.db" in proc.stderr
     assert not (tmp_path / "mlflow.db").exists()
 
 
