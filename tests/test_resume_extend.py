@@ -28,7 +28,7 @@ def test_resume_last_with_more_epochs_extends_the_finished_run_bit_for_bit(cli, 
     cli.ok(*SMALL, "trainer.epochs=20")
     (run,) = cli.runs()
     proc = cli.ok(*SMALL, "trainer.epochs=30", "trainer.resume=last")
-    assert f"extending {run.info.run_id} from epoch 20 to 30" in proc.stderr
+    assert f"extending {run.info.run_id} from epoch 20 to 30" in proc.stdout + proc.stderr
     (extended,) = cli.runs()  # the same run, not a new one
     assert extended.info.run_id == run.info.run_id and extended.info.status == "FINISHED"
     assert extended.data.metrics["epochs_run"] == 30
@@ -46,7 +46,7 @@ def test_resume_last_with_more_epochs_extends_the_finished_run_bit_for_bit(cli, 
     assert extended.data.metrics["val/loss"] == whole.runs()[0].data.metrics["val/loss"]
     # the same command again: that run is the job's now, and finished
     again = cli.ok(*SMALL, "trainer.epochs=30", "trainer.resume=last")
-    assert "FINISHED: skipped" in again.stderr and len(cli.runs()) == 1
+    assert "FINISHED: skipped" in again.stdout + again.stderr and len(cli.runs()) == 1
 
 
 @pytest.mark.slow  # two real CLI runs
@@ -54,6 +54,7 @@ def test_extending_a_run_whose_schedule_spans_its_length_is_refused(cli):
     cli.ok(*SMALL, "schedule=cosine", "trainer.epochs=20")
     proc = cli(*SMALL, "schedule=cosine", "trainer.epochs=30", "trainer.resume=last")
     assert proc.returncode == 2, proc.stderr
-    (line,) = [x for x in proc.stderr.splitlines() if x.startswith("nnexp: error:")]
+    lines = (proc.stdout + proc.stderr).splitlines()
+    (line,) = [x for x in lines if x.startswith("nnexp: error:")]
     assert "Cosine schedule spans 20 epochs, this run's 30" in line
     assert "schedule.total=20" in line
