@@ -269,3 +269,12 @@ def test_register_configs_stores_every_schema_and_the_optuna_direction_resolver(
         }
     )
     assert (cfg.loss, cfg.acc, cfg.forced) == ("minimize", "maximize", "minimize")
+
+
+def test_a_fields_own_rule_and_its_note_are_in_the_error():
+    from nnexp.config import TrackingConfig, TrainerConfig
+
+    with pytest.raises(ConfigError, match=r"must be dynamic, none or a number > 0"):
+        TrainerConfig(loss_scale="lots")
+    with pytest.raises(ConfigError, match=r"\(seconds\)"):
+        TrackingConfig(flush_every_s=-1.0)

@@ -1038,3 +1038,34 @@ def test_a_residual_projection_is_a_decayed_weight_drawn_from_the_given_rng_in_t
     assert np.array_equal(projection(1), projection(1))
     assert projection(1, np.float64).dtype == np.float64
     assert Residual(Skip(), 4, 4).P is None  # equal widths: the identity, no parameter
+
+
+def test_the_loss_scaler_halves_on_overflow_doubles_after_clean_steps_and_keeps_its_state():
+    from nnexp.nn.amp import LossScaler
+
+    scaler = LossScaler("dynamic", growth_interval=3)
+    start = scaler.scale
+    assert (scaler.clean_steps, scaler.skipped_steps) == (0, 0)
+    assert scaler.skip() is True and scaler.scale == start / 2 and scaler.skipped_steps == 1
+    scaler.clean(), scaler.clean()
+    assert scaler.scale == start / 2 and scaler.clean_steps == 2
+    scaler.clean()  # the third clean step in a row: doubled, the count starts over
+    assert scaler.scale == start and scaler.clean_steps == 0
+    scaler.clean()
+    copy = LossScaler("dynamic", growth_interval=3)
+    copy.load_state_dict(scaler.state_dict())
+    assert (copy.scale, copy.clean_steps, copy.skipped_steps) == (start, 1, 1)
+    static = LossScaler("8")
+    static.clean()
+    assert static.skip() is False and static.scale == 8.0  # static: an overflow is divergence
+    assert LossScaler("none").skip() is False
+
+
+def test_output_statistics_are_numpys_min_max_and_mean_in_every_dtype():
+    from nnexp.nn.stats import output_values
+
+    rng = np.random.default_rng(4)
+    for dtype in (np.float16, np.float32, np.float64):
+        logits = (rng.standard_normal((97, 3)) * 3 + 0.1).astype(dtype)
+        expected = [float(logits.min()), float(logits.max()), float(logits.mean())]
+        assert output_values(logits, None, 0) == expected

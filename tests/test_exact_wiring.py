@@ -281,3 +281,21 @@ def test_the_doctor_verdict_knows_the_task_and_tags_the_tracked_run(tmp_path):
     run_id, tags = Tracker.logged
     assert run_id == "run42"
     assert tags[TAG_DOCTOR_FINDINGS] == "symmetry,underfitting"
+
+
+def test_the_doctor_verdict_of_a_failed_run_reads_its_cause_and_its_stop_message(tmp_path):
+    from nnexp.train.divergence import CAUSE_INIT
+
+    seen = []
+    verdict = b.doctor_verdict(b.build(_cfg()), b.Job(tmp_path, [], {}, tmp_path, "k"))
+    verdict.report = seen.append
+    error = NonFiniteError("training diverged at epoch 1")
+    error.cause = CAUSE_INIT
+    verdict.on_exception(types.SimpleNamespace(history=[], diverged=None), error)
+    assert [f.code for f in seen[-1]] == ["diverged_init"]
+    assert seen[-1][0].evidence == "training diverged at epoch 1"
+    # nan_policy=stop: no exception, the trainer's own message says it diverged.
+    stopped = types.SimpleNamespace(history=[], diverged="diverged at epoch 4 (loss=nan)")
+    verdict.on_fit_end(stopped, {})
+    assert [f.code for f in seen[-1]] == ["diverged_lr"]
+    assert seen[-1][0].evidence == "diverged at epoch 4 (loss=nan)"
