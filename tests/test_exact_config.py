@@ -254,8 +254,16 @@ def test_register_configs_stores_every_schema_and_the_optuna_direction_resolver(
 
     from nnexp.config import SCHEMAS, Config, register_configs
 
-    register_configs()
-    repo = ConfigStore.instance().repo
+    store = ConfigStore.instance()
+    saved = dict(store.repo)
+    store.repo.clear()  # what this call stores, not what an earlier import left there
+    try:
+        register_configs()
+        repo = dict(store.repo)
+    finally:
+        store.repo.clear()
+        store.repo.update(saved)
+    assert set(repo) == {"base_config.yaml", "schema"}
     assert repo["base_config.yaml"].node == OmegaConf.structured(Config)
     for group, schemas in SCHEMAS.items():
         for name, schema in schemas.items():
@@ -278,3 +286,24 @@ def test_a_fields_own_rule_and_its_note_are_in_the_error():
         TrainerConfig(loss_scale="lots")
     with pytest.raises(ConfigError, match=r"\(seconds\)"):
         TrackingConfig(flush_every_s=-1.0)
+
+
+def test_mixed_precision_keeps_float32_master_weights_and_dtype_is_precisions_alias():
+    from nnexp.config import TrainerConfig
+
+    assert TrainerConfig(precision="mixed").master_dtype() == "float32"
+    assert TrainerConfig(precision="float64").master_dtype() == "float64"
+    assert TrainerConfig(dtype="float64").precision_of() == "float64"
+    with pytest.raises(ConfigError, match=r"^trainer\.dtype='float64': an alias"):
+        TrainerConfig(precision="float32", dtype="float64")
+
+
+@pytest.mark.parametrize("name", ["..up", ".", " ", "a/b", "a:b"])
+def test_a_name_the_model_registry_refuses_is_an_error_naming_the_key(name):
+    from nnexp.config import TrackingConfig
+
+    with pytest.raises(ConfigError, match=r"^tracking\.register_as="):
+        TrackingConfig(register_as=name)
+    assert TrackingConfig(register_as="iris.v2").register_as == "iris.v2"
+    with pytest.raises(ConfigError, match=r"^tracking\.register_as=.*needs tracking\.enabled"):
+        TrackingConfig(enabled=False, register_as="iris")
