@@ -129,7 +129,7 @@ def check_data(built, cfg) -> CheckResult:
     n = X.shape[0]
     if n < LIMITS.rows:
         problems.append(f"only {n} training rows: expect overfitting")
-        fix += ["regularization=l2", "regularization=early_stopping"]
+        fix += ["regularization=l2", "trainer.early_stopping.patience=10"]
         status = status if status == FAIL else WARN
     if built.data.classification:
         y = np.asarray(built.data.y_train).reshape(n, -1)

@@ -510,7 +510,7 @@ def overfitting(facts: RunFacts) -> Finding | None:
         "overfitting",
         f"val/loss rose from {_g(best)} (epoch {best_epoch}) to {_g(last)} (epoch {last_epoch})"
         f" while train/loss fell to {_g(train_last)}",
-        ("regularization=l2", "regularization=dropout", "regularization=early_stopping"),
+        ("regularization=l2_dropout", "trainer.early_stopping.patience=10"),
         "Validation loss rises while training loss falls: add L2 or dropout, stop early, "
         "or reduce the model's capacity.",
     )
