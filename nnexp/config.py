@@ -348,7 +348,7 @@ def _registry_name(name: str) -> bool:
     """MLflow's rules for a registered model's name (its stores refuse the others, after
     training): not blank, no path or URI syntax."""
     plain = name.strip() and not any(c in name for c in "/:%\\")
-    return name == "" or bool(plain and name != "." and not name.startswith(".."))
+    return bool(plain and name != "." and not name.startswith(".."))
 
 
 @dataclass
@@ -360,9 +360,9 @@ class TrackingConfig:
     flush_every_s: float = bounded(2.0, ge=0, note="(seconds)")
     # while the server is away: how often to try it again
     retry_every_s: float = bounded(30.0, ge=0, note="(seconds)")
-    # the model registry's name for the logged model (a new version per run); "": not registered
-    register_as: str = checked(
-        "", _registry_name, "must be empty (not registered) or a registered model name: not "
+    # the model registry's name for the logged model (a new version per run); null: not registered
+    register_as: str | None = checked(
+        None, _registry_name, "must be null (not registered) or a registered model name: not "
         "blank, without '/', ':', '%' or a backslash, not '.' and not starting with '..'"
     )  # fmt: skip
 

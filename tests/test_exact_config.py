@@ -298,7 +298,7 @@ def test_mixed_precision_keeps_float32_master_weights_and_dtype_is_precisions_al
         TrainerConfig(precision="float32", dtype="float64")
 
 
-@pytest.mark.parametrize("name", ["..up", ".", " ", "a/b", "a:b"])
+@pytest.mark.parametrize("name", ["..up", ".", " ", "", "a/b", "a:b"])
 def test_a_name_the_model_registry_refuses_is_an_error_naming_the_key(name):
     from nnexp.config import TrackingConfig
 

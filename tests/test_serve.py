@@ -250,7 +250,7 @@ def test_a_name_the_registry_would_refuse_is_refused_before_training(cli, name):
     proc = cli(f"tracking.register_as={name}", "trainer.epochs=1")
     assert proc.returncode == 2, proc.stderr
     (line,) = proc.stderr.strip().splitlines()
-    assert line.startswith(f"nnexp: error: tracking.register_as={name!r}: must be empty ")
+    assert line.startswith(f"nnexp: error: tracking.register_as={name!r}: must be null ")
     assert "without '/', ':', '%' or a backslash" in line
     assert cli.runs() == [] and not list(cli.workdir.rglob("*.npz"))  # nothing trained
 
