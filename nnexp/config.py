@@ -482,7 +482,10 @@ def _dotted_items(mapping: Mapping[Any, Any], prefix: str = "") -> list[tuple[st
 # A run's MLflow params are its hyperparameters: what changes the trained model. These nodes'
 # keys are, but for the trainer's keys below; the rest of the config (tracking, tags, what is
 # logged, checkpointed, shown or resumed) is bookkeeping, kept in the run's config.yaml.
-HYPERPARAMETER_NODES = ("model", "optimizer", "schedule", "dataset", "regularization", "trainer")
+# The root `seed` too: the UI's filter params.seed = "1" finds the runs a user started with seed=1.
+HYPERPARAMETER_NODES = (
+    "seed", "model", "optimizer", "schedule", "dataset", "regularization", "trainer",
+)  # fmt: skip
 TRAINER_BOOKKEEPING = (
     "checkpoint_every",
     "checkpoint_every_s",

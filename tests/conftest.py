@@ -205,3 +205,54 @@ def model_rows(model, rows):
 
     names = model.metadata.get_input_schema().input_names()
     return pd.DataFrame(np.asarray(rows, dtype=np.float64), columns=names)
+
+
+# --- a sweep held in memory, for the report's figures (test_compare.py, test_plots.py) --------
+
+
+class MemoryStore:
+    """The client calls the report's figures make (a metric's history), over histories held
+    in memory: {(run_id, key): [value per epoch]}."""
+
+    tracking_uri = "sqlite:///mlflow.db"
+
+    def __init__(self, histories: dict[tuple[str, str], list[float]]) -> None:
+        self.histories = histories
+
+    def get_metric_history(self, run_id: str, key: str) -> list:
+        from types import SimpleNamespace
+
+        values = self.histories.get((run_id, key), [])
+        return [SimpleNamespace(step=i + 1, value=v) for i, v in enumerate(values)]
+
+
+def memory_sweep(runs: list, histories: dict[tuple[str, str], list[float]], swept: list[str]):
+    """A val/loss sweep of `runs` (RunRecords) whose histories are `histories`."""
+    from nnexp.report.collect import Sweep
+
+    return Sweep(
+        sweep_id="s",
+        parent_run_id="p",
+        name="sweep",
+        experiment_id="0",
+        objective="val/loss",
+        swept=swept,
+        runs=runs,
+        client=MemoryStore(histories),
+    )
+
+
+@pytest.fixture
+def drawn(monkeypatch) -> list:
+    """Every matplotlib Figure saved while the test runs (the report's functions return paths:
+    the figure is caught as it is written)."""
+    from matplotlib.figure import Figure
+
+    figures, save = [], Figure.savefig
+
+    def spy(fig, *args, **kwargs):
+        figures.append(fig)
+        return save(fig, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", spy)
+    return figures

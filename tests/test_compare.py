@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import Cli, MlflowServer, cli_env, mlflow_server
+from conftest import Cli, MlflowServer, cli_env, memory_sweep, mlflow_server
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -359,35 +359,6 @@ def test_a_reports_run_link_opens_the_run_in_the_mlflow_ui_in_a_browser(zeros_an
 DIVERGED_RED = "#d62728"
 
 
-@pytest.fixture
-def drawn(monkeypatch) -> list:
-    """Every matplotlib Figure saved while the test runs (the report's functions return paths:
-    the figure is caught as it is written)."""
-    from matplotlib.figure import Figure
-
-    figures, save = [], Figure.savefig
-
-    def spy(fig, *args, **kwargs):
-        figures.append(fig)
-        return save(fig, *args, **kwargs)
-
-    monkeypatch.setattr(Figure, "savefig", spy)
-    return figures
-
-
-class _Store:
-    """The one client call the figures make: a metric's history."""
-
-    def __init__(self, histories: dict[tuple[str, str], list[float]]) -> None:
-        self.histories = histories
-
-    def get_metric_history(self, run_id: str, key: str):
-        from types import SimpleNamespace
-
-        values = self.histories.get((run_id, key), [])
-        return [SimpleNamespace(step=i + 1, value=v) for i, v in enumerate(values)]
-
-
 LRS, INITS, LAYERS = ("0.01", "0.1", "1000000.0"), ("he", "xavier"), 11
 GRAD = [10.0 ** (i - 8) for i in range(LAYERS)]  # 1e-8 (first layer) ... 100 (last)
 
@@ -398,7 +369,7 @@ def _sweep(lrs=LRS, epochs: int = 4):
     layer smallest) and first-epoch activation statistics."""
     import math
 
-    from nnexp.report.collect import RunRecord, Sweep
+    from nnexp.report.collect import RunRecord
 
     runs, histories = [], {}
     for job, (lr, init) in enumerate((lr, init) for lr in lrs for init in INITS):
@@ -426,16 +397,7 @@ def _sweep(lrs=LRS, epochs: int = 4):
                 objective=losses[-1],
             )
         )
-    return Sweep(
-        sweep_id="s",
-        parent_run_id="p",
-        name="sweep",
-        experiment_id="0",
-        objective="val/loss",
-        swept=["optimizer.lr", "model.init"],
-        runs=runs,
-        client=_Store(histories),
-    )
+    return memory_sweep(runs, histories, ["optimizer.lr", "model.init"])
 
 
 def _red_crosses(ax) -> list:

@@ -6,10 +6,10 @@ log axis on its labelled floor instead of dropping them."""
 from __future__ import annotations
 
 import math
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from conftest import memory_sweep
 
 from nnexp.tracking.plot_style import ALL_ZERO_FLOOR, ZERO_LABEL, on_floor, zero_floor
 
@@ -149,22 +149,10 @@ def test_the_floor_lies_below_every_positive_value(values, floor):
 # --- the sweep report's figures -----------------------------------------------------------------
 
 
-class _Store:
-    """The one client call the figures make: a metric's history."""
-
-    def __init__(self, histories: dict[tuple[str, str], list[float]]) -> None:
-        self.histories = histories
-        self.tracking_uri = "sqlite:///mlflow.db"
-
-    def get_metric_history(self, run_id: str, key: str):
-        values = self.histories.get((run_id, key), [])
-        return [SimpleNamespace(step=i + 1, value=v) for i, v in enumerate(values)]
-
-
 def _sweep():
     """Three runs with long swept values and long layer names: a zero init (every weight
     gradient, activation std and weight norm exactly 0), a healthy one, a diverged one."""
-    from nnexp.report.collect import RunRecord, Sweep
+    from nnexp.report.collect import RunRecord
 
     inits = ("zeros_but_with_a_very_long_name", "he_normal_fan_in", "normal_scale_1e30")
     runs, histories = [], {}
@@ -196,31 +184,7 @@ def _sweep():
                 objective=series["val/loss"][-1],
             )
         )
-    return Sweep(
-        sweep_id="s",
-        parent_run_id="p",
-        name="sweep",
-        experiment_id="0",
-        objective="val/loss",
-        swept=["model.init", "optimizer.lr"],
-        runs=runs,
-        client=_Store(histories),
-    )
-
-
-@pytest.fixture
-def drawn(monkeypatch) -> list:
-    """Every matplotlib Figure saved while the test runs."""
-    from matplotlib.figure import Figure
-
-    figures, save = [], Figure.savefig
-
-    def spy(fig, *args, **kwargs):
-        figures.append(fig)
-        return save(fig, *args, **kwargs)
-
-    monkeypatch.setattr(Figure, "savefig", spy)
-    return figures
+    return memory_sweep(runs, histories, ["model.init", "optimizer.lr"])
 
 
 def test_the_reports_figures_keep_every_label_inside_the_figure(tmp_path, drawn):

@@ -78,6 +78,7 @@ def test_a_run_ends_with_one_line_that_says_where_it_went(cli, tmp_path):
     params = run.data.params
     assert params["optimizer.lr"] == "0.1" and params["trainer.epochs"] == "2"
     assert params["model.hidden"] == "[16]" and params["dataset.n_samples"] == "100"
+    assert params["seed"] == params["trainer.seed"] == params["dataset.seed"] == "0"
     bookkeeping = ("tracking.", "tags", "trainer.progress", "trainer.resume", "trainer.log_every")
     assert not [k for k in params if k.startswith(bookkeeping)], sorted(params)
     assert run.data.metrics["model/n_params"] == 2 * 16 + 16 + 16 * 1 + 1
