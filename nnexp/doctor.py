@@ -15,10 +15,9 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
 from nnexp.tracking.env import configure_mlflow_env
-from nnexp.tracking.paths import default_store_uri
+from nnexp.tracking.paths import NoStore, existing_store_uri
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -61,10 +60,10 @@ def main(argv: list[str] | None = None) -> int:
     from nnexp.report import SweepNotFound, find_sweep, load_sweep
     from nnexp.report.doctor import RunNotFound
 
-    uri = args.uri or default_store_uri()  # MLFLOW_TRACKING_URI, else the project's store
-    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///") :]).is_file():
-        # Opening a missing sqlite file would create an empty store: say so instead.
-        print(f"nnexp.doctor: error: no MLflow store at {uri}", file=sys.stderr)
+    try:
+        uri = existing_store_uri(args.uri)  # MLFLOW_TRACKING_URI, else the project's store
+    except NoStore as exc:
+        print(f"nnexp.doctor: error: {exc}", file=sys.stderr)
         return 2
     client = MlflowClient(uri)
     try:

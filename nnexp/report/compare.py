@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from nnexp.tracking.env import configure_mlflow_env
-from nnexp.tracking.paths import default_store_uri, project_root
+from nnexp.tracking.paths import NoStore, existing_store_uri, project_root
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -49,10 +49,10 @@ def main(argv: list[str] | None = None) -> int:
     from nnexp.report import SweepNotFound, find_sweep, format_table, load_sweep, write_report
     from nnexp.report.links import run_pages
 
-    uri = args.uri or default_store_uri()  # MLFLOW_TRACKING_URI, else the project's store
-    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///") :]).is_file():
-        # Opening a missing sqlite file would create an empty store: say so instead.
-        print(f"nnexp.compare: error: no MLflow store at {uri}", file=sys.stderr)
+    try:
+        uri = existing_store_uri(args.uri)  # MLFLOW_TRACKING_URI, else the project's store
+    except NoStore as exc:
+        print(f"nnexp.compare: error: {exc}", file=sys.stderr)
         return 2
     client = MlflowClient(uri)
     try:

@@ -37,3 +37,16 @@ def project_root(start: Path | None = None) -> Path:
 def default_store_uri(start: Path | None = None) -> str:
     """``MLFLOW_TRACKING_URI`` if set, else the project's ``sqlite:///<root>/mlflow.db``."""
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{project_root(start) / STORE_FILE}"
+
+
+class NoStore(Exception):
+    """A command that reads runs was pointed at a sqlite store that does not exist."""
+
+
+def existing_store_uri(given: str | None = None) -> str:
+    """`given`, else the default store (`default_store_uri`); NoStore if it is a sqlite file
+    that does not exist: opening it would create an empty store, and a reader finds nothing."""
+    uri = given or default_store_uri()
+    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///") :]).is_file():
+        raise NoStore(f"no MLflow store at {uri}")
+    return uri
