@@ -205,6 +205,34 @@ def test_a_sweep_pattern_is_a_finding_shared_by_exactly_one_swept_value():
     assert sweep_patterns(["model.activation"], params, codes) == ["every run: vanishing_gradients"]
 
 
+def test_a_sweep_pattern_of_two_values_where_neither_alone_splits_the_sweep():
+    """The deep sigmoid nets: sigmoid alone is not it (the shallow sigmoid net trains), nor is
+    depth alone (the deep ReLU net trains); the pair is."""
+    act, depth = "model.activation", "model.hidden"
+    grid = [(a, d, lr) for a in ("sigmoid", "relu") for d in ("[8]", "[8,8,8,8]") for lr in "12"]
+    params = {f"{a}{d}{lr}": {act: a, depth: d, "optimizer.lr": lr} for a, d, lr in grid}
+    codes = {run: set() for run in params}
+    for run, p in params.items():
+        if p[act] == "sigmoid" and p[depth] == "[8,8,8,8]":
+            codes[run] = {"vanishing_gradients"}
+    swept = [act, depth, "optimizer.lr"]
+    assert sweep_patterns(swept, params, codes) == [
+        "all 2 runs with model.activation=sigmoid, model.hidden=[8,8,8,8]: vanishing_gradients"
+    ]
+    # One more sigmoid net vanishes at lr 1, shallow: no value, nor pair of values, has it alone.
+    codes["sigmoid[8]1"] = {"vanishing_gradients"}
+    assert sweep_patterns(swept, params, codes) == []
+    # A value that splits the sweep is said alone, not again in a pair (here with `arm`, a
+    # key that always goes with the activation).
+    for p in params.values():
+        p["arm"] = p[act]
+    codes = {run: {"dead_relu"} if p[act] == "relu" else set() for run, p in params.items()}
+    assert sweep_patterns([act, "arm", depth], params, codes) == [
+        "all 4 runs with model.activation=relu: dead_relu",
+        "all 4 runs with arm=relu: dead_relu",
+    ]
+
+
 # --- the real CLIs -----------------------------------------------------------------------------
 
 TINY = ("dataset.n_samples=200", "trainer.epochs=4", "trainer.deterministic=true")

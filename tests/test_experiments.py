@@ -288,7 +288,10 @@ def _acc(row: dict[str, str], key: str = "val/acc final") -> float:
 def _findings(row: dict[str, str]) -> set[str]:
     from nnexp.report.experiments import FINDINGS
 
-    return set() if row[FINDINGS] == "-" else set(row[FINDINGS].split(", "))
+    cell = row[FINDINGS]  # FAIL a, b; WARN c (or none), as nnexp.compare shows them
+    by_severity = [] if cell == "none" else cell.split("; ")
+    assert all(part.startswith(("FAIL ", "WARN ")) for part in by_severity), cell
+    return {code for part in by_severity for code in part.split(" ", 1)[1].split(", ")}
 
 
 def test_mixed_precision_page_unscaled_stalls_and_scaled_matches_float32():

@@ -1,10 +1,12 @@
 """The doctor's side of the store: a recorded run → `RunFacts` (its per-epoch metric history,
 params and how it ended), its findings, a sweep's pattern (a finding that every run with one
-swept value has and no other run has), and the report's findings cell (`findings_cell`: the
-``doctor.findings`` and ``doctor.failing`` tags the run ended with, else its diagnosis)."""
+swept value, or else one pair of swept values, has and no other run has), and the report's
+findings cell (`findings_cell`: the ``doctor.findings`` and ``doctor.failing`` tags the run
+ended with, else its diagnosis; `findings_text`, the same form for any findings)."""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -117,8 +119,10 @@ def diagnose_sweep(sweep: Sweep) -> SweepDiagnosis:
 def sweep_patterns(
     swept: Sequence[str], params: Mapping[str, Mapping[str, str]], codes: Mapping[str, set[str]]
 ) -> list[str]:
-    """Sentences for the findings that split a sweep along one swept value: every run with
-    ``key=value`` has it and no other run does (or every run of the sweep has it)."""
+    """Sentences for the findings that split a sweep along its swept values: every run with
+    ``key=value`` has it and no other run does; else every run with a pair of values
+    (``model.activation=sigmoid, model.hidden=[16,16,16,16]``: the deep sigmoid nets, where
+    neither value alone decides); or every run of the sweep has it."""
     runs = list(codes)
     all_codes = sorted(set().union(*codes.values())) if codes else []
     lines = []
@@ -127,15 +131,33 @@ def sweep_patterns(
         if len(having) == len(runs) and len(runs) > 1:
             lines.append(f"every run: {code}")
             continue
-        for key in swept:
-            values = {params[r].get(key, "") for r in having}
-            if len(values) != 1:
-                continue
-            value = values.pop()
-            group = {r for r in runs if params[r].get(key, "") == value}
-            if group == having and len(group) > 1:
-                lines.append(f"all {len(group)} runs with {key}={short_value(value)}: {code}")
+        singles = [(key,) for key in swept]
+        pairs = list(itertools.combinations(swept, 2))
+        for keys in (singles, pairs):  # a pair only where no single value splits the sweep
+            found = [
+                f"all {len(having)} runs with {given}: {code}"
+                for given in (_shared_values(k, having, runs, params) for k in keys)
+                if given
+            ]
+            if found:
+                lines += found
+                break
     return lines
+
+
+def _shared_values(
+    keys: Sequence[str], having: set[str], runs: list[str], params: Mapping[str, Mapping[str, str]]
+) -> str:
+    """``k=v, k2=v2`` if the runs `having` a finding (two or more) are exactly those with these
+    values of `keys`; else ``""``."""
+    values = {tuple(params[r].get(k, "") for k in keys) for r in having}
+    if len(values) != 1 or len(having) < 2:
+        return ""
+    (shared,) = values
+    group = {r for r in runs if tuple(params[r].get(k, "") for k in keys) == shared}
+    if group != having:
+        return ""
+    return ", ".join(f"{k}={short_value(v)}" for k, v in zip(keys, shared, strict=True))
 
 
 def findings_cell(sweep: Sweep, record: RunRecord) -> str:
@@ -152,7 +174,13 @@ def findings_cell(sweep: Sweep, record: RunRecord) -> str:
         return _by_severity(
             [(FAIL, c) for c in found if c in fails] + [(WARN, c) for c in found if c not in fails]
         )
-    return _by_severity([(f.severity, f.code) for f in diagnose(record_facts(sweep, record))])
+    return findings_text(diagnose(record_facts(sweep, record)))
+
+
+def findings_text(findings: Sequence[Finding]) -> str:
+    """Findings as the report's and the experiment pages' tables show them: ``FAIL symmetry;
+    WARN underfitting`` (codes by severity), or ``none``."""
+    return _by_severity([(f.severity, f.code) for f in findings])
 
 
 def _codes(tag: str) -> list[str]:
@@ -166,8 +194,3 @@ def _by_severity(findings: Sequence[tuple[str, str]]) -> str:
         if any(s == severity for s, _ in findings)
     ]
     return "; ".join(groups) or "none"
-
-
-def summary(findings: Sequence[Finding]) -> str:
-    """The findings' codes for a table cell (``-`` when healthy)."""
-    return ", ".join(f.code for f in findings) or "-"

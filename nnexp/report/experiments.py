@@ -289,7 +289,7 @@ def result_section(
     command: str,
     wall_s: float,
 ) -> str:
-    from nnexp.report.doctor import diagnose_sweep, summary
+    from nnexp.report.doctor import diagnose_sweep, findings_text
     from nnexp.report.table import table
 
     headers, rows = table(sweep)
@@ -297,7 +297,7 @@ def result_section(
     diagnosis = diagnose_sweep(sweep)  # python -m nnexp.doctor's rules, on the stored metrics
     for run, row in zip(sweep.runs, rows, strict=True):
         row += [_number(c.value(run.metrics)) for c in exp.columns]
-        row.append(summary(diagnosis.findings[run.run_id]))
+        row.append(findings_text(diagnosis.findings[run.run_id]))
     counts = sweep.counts()
     lines = [
         BEGIN,
@@ -316,8 +316,9 @@ def result_section(
         f"`*` marks the best run (final `{sweep.objective_spec.describe()}`)."
         " A diverged run stopped at"
         " the first non-finite loss or gradient: FAILED in MLflow, tagged `diverged`."
-        f" `{FINDINGS}`: the codes of what `python -m nnexp.doctor` finds in each run's"
-        " recorded metrics (`-`: nothing; its rules and thresholds:"
+        f" `{FINDINGS}`: what `python -m nnexp.doctor` finds in each run's recorded metrics,"
+        " its codes by severity as `nnexp.compare` shows them (`FAIL ...; WARN ...`, `none`:"
+        " nothing; its rules and thresholds:"
         " [nnexp/train/diagnosis.py](../nnexp/train/diagnosis.py)).",
         "",
         *_patterns(diagnosis.patterns),
