@@ -88,6 +88,7 @@ def check_objective(cfg: Config, task: str) -> None:
 
 def n_outputs(loss: str, splits: Splits) -> int:
     if loss == "softmax_cross_entropy":
+        assert splits.n_classes is not None  # a classification set's splits count its classes
         return int(splits.n_classes)
     if loss == "sigmoid_bce":
         return 1

@@ -114,7 +114,8 @@ class OptimizerConfig:
     def __post_init__(self) -> None:
         _check(self, "optimizer")
         if getattr(self, "nesterov", False):  # the one rule across an optimizer's keys
-            _require(self.momentum > 0, "optimizer.momentum", self.momentum, "nesterov needs > 0")
+            momentum = getattr(self, "momentum", 0.0)  # the subclasses with nesterov have it
+            _require(momentum > 0, "optimizer.momentum", momentum, "nesterov needs > 0")
 
 
 @dataclass

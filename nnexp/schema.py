@@ -131,4 +131,6 @@ def unknown_keys(obj: Any, prefix: str = "") -> list[str]:
 def default_of(schema: type, name: str) -> Any:
     """The default a dataclass field declares (its factory's value for a list)."""
     (f,) = (f for f in fields(schema) if f.name == name)
-    return f.default_factory() if f.default is MISSING else f.default
+    if f.default is MISSING and f.default_factory is not MISSING:
+        return f.default_factory()
+    return f.default

@@ -22,6 +22,7 @@ import math
 import re
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Literal
 
 from nnexp.names import GRAD_NORM, WEIGHT_NORM, output_key, parse_metric
 from nnexp.report.collect import RunRecord, Sweep
@@ -36,7 +37,7 @@ from nnexp.tracking.plot_style import (
 
 PANEL_WIDTH = 4.2  # inches per run's panel (grad_norms.png, weights_output.png)
 MAX_GRID = 12  # values per heatmap axis; more (e.g. a continuous Optuna range): a scatter
-STYLES = ("-", "--", ":", "-.")
+STYLES: tuple[Literal["-", "--", ":", "-."], ...] = ("-", "--", ":", "-.")
 DIVERGED = "#d62728"
 # The best end of the scale is the bright one, whichever way the objective improves.
 _CMAPS = {"min": "viridis_r", "max": "viridis"}

@@ -7,6 +7,7 @@ benchmark of the per-epoch cost wants).
 
 from __future__ import annotations
 
+import functools
 import logging
 import sys
 import tempfile
@@ -57,7 +58,7 @@ class RunArtifacts:
         """``.hydra/*.yaml`` under ``hydra/``, and the resolved config as ``config.yaml``."""
         if not self.enabled:
             return
-        client, run_id = self.link.client, self.link.run_id
+        client, run_id = self.link.active_run()
         hydra_dir = self.run_dir / ".hydra"
         for path in sorted(hydra_dir.glob("*.yaml")):
             client.log_artifact(run_id, str(path), hydra_path)
@@ -69,12 +70,13 @@ class RunArtifacts:
         if not self.enabled:
             return
         link = self.link
+        client, run_id = link.active_run()
         d = self.checkpoint_dir
         files = sorted(d.glob("*.npz")) + sorted(d.glob("history.jsonl")) if d.is_dir() else []
         for path in map(str, files):
             link.call(
                 "log checkpoints",
-                lambda path=path: link.client.log_artifact(link.run_id, path, "checkpoints"),
+                functools.partial(client.log_artifact, run_id, path, "checkpoints"),
                 "artifacts",
                 local=path,
                 path="checkpoints",
@@ -85,7 +87,7 @@ class RunArtifacts:
             except Exception as exc:  # housekeeping: the run's record is complete without it
                 print(
                     f"WARNING nnexp.tracking: could not delete old checkpoints of MLflow run "
-                    f"{link.run_id}: {type(exc).__name__}: {exc}",
+                    f"{run_id}: {type(exc).__name__}: {exc}",
                     file=sys.stderr,
                 )
 
@@ -97,7 +99,7 @@ class RunArtifacts:
 
         from nnexp.train.checkpointer import stale_epoch_checkpoints
 
-        client, run_id = self.link.client, self.link.run_id
+        client, run_id = self.link.active_run()
         uploaded = [a.path for a in client.list_artifacts(run_id, "checkpoints")]
         local = [p.name for p in self.checkpoint_dir.glob("epoch_*.npz")]
         names = set(local) | {p.rpartition("/")[2] for p in uploaded}
@@ -150,9 +152,10 @@ class RunArtifacts:
             made = make_plots(history, directory)
         if made:
             link, d = self.link, str(directory)
+            client, run_id = link.active_run()
             link.call(
                 "log plots",
-                lambda: link.client.log_artifacts(link.run_id, d, "plots"),
+                lambda: client.log_artifacts(run_id, d, "plots"),
                 "artifacts",
                 local=d,
                 path="plots",
@@ -175,18 +178,19 @@ class RunArtifacts:
             )
         link = self.link
         if link.online():
+            client, run_id = link.active_run()
             try:
                 with tempfile.TemporaryDirectory(prefix="nnexp-model-") as tmp:
                     bundle = self.write_bundle(Path(tmp) / "bundle")
                     uri = log_pyfunc_model(
-                        tracking_uri=link.client.tracking_uri,
-                        run_id=link.run_id,
+                        tracking_uri=client.tracking_uri,
+                        run_id=run_id,
                         bundle_dir=bundle,
                         input_example=self.input_example,
                         step=step,
                         register_as=register_as,
                     )
-                link.client.set_tag(link.run_id, TAG_MODEL_URI, uri)
+                client.set_tag(run_id, TAG_MODEL_URI, uri)
                 return
             except Exception as exc:
                 link.failed("log the model", exc)

@@ -33,6 +33,19 @@ class StoreLink:
         self.offline = False  # the store failed mid-run: operations go to the spool
         self._last_attempt = 0.0
 
+    def store_client(self) -> MlflowClient:
+        """The client of the run's store: set once the tracker has opened the store."""
+        if self.client is None:
+            raise RuntimeError("nnexp.tracking: the MLflow store is not open yet")
+        return self.client
+
+    def active_run(self) -> tuple[MlflowClient, str]:
+        """(client, run id) of the run this link sends to: set once the tracker has opened the
+        store and created (or reopened) the run, before any operation."""
+        if self.run_id is None:
+            raise RuntimeError("nnexp.tracking: no MLflow run to send to yet")
+        return self.store_client(), self.run_id
+
     def online(self) -> bool:
         """True if operations should be sent now (the store was never lost, or answers again)."""
         return not self.offline or self.reconnect()
@@ -53,16 +66,17 @@ class StoreLink:
         go offline: further operations are spooled without waiting for MLflow's retries."""
         from nnexp.tracking.server import check_reachable
 
+        client, run_id = self.active_run()
         if not self.spool.directory.is_dir():
-            self.spool.open(self.run_id, self.client.tracking_uri, self.experiment_id)
+            self.spool.open(run_id, client.tracking_uri, str(self.experiment_id))
         try:
-            check_reachable(self.client.tracking_uri, timeout_s=2.0)
+            check_reachable(client.tracking_uri, timeout_s=2.0)
         except Exception:
             self.offline = True
             self._last_attempt = time.monotonic()
         log.warning(
-            f"WARNING nnexp.tracking: could not {what} for MLflow run {self.run_id} "
-            f"({self.client.tracking_uri}): {type(exc).__name__}: {first_line(exc)}. "
+            f"WARNING nnexp.tracking: could not {what} for MLflow run {run_id} "
+            f"({client.tracking_uri}): {type(exc).__name__}: {first_line(exc)}. "
             + (
                 "The store is unreachable: training goes on, and what cannot be sent is kept "
                 f"in {self.spool.directory} until it answers again"
@@ -79,9 +93,10 @@ class StoreLink:
         self._last_attempt = time.monotonic()
         from nnexp.tracking.server import check_reachable
 
+        client, _ = self.active_run()
         try:
-            check_reachable(self.client.tracking_uri, timeout_s=2.0)
-            metrics, ops = self.spool.upload(self.client)
+            check_reachable(client.tracking_uri, timeout_s=2.0)
+            metrics, ops = self.spool.upload(client)
         except Exception:
             return False
         self.offline = False

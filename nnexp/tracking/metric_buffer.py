@@ -63,10 +63,11 @@ class MetricBuffer:
             link.spool.add_metrics(self.points)
             self.points.clear()
             return
+        client, run_id = link.active_run()
         try:
             while self.points:
                 chunk = self.points[: limits.METRICS_PER_BATCH]
-                link.client.log_batch(link.run_id, metrics=chunk, synchronous=True)
+                client.log_batch(run_id, metrics=chunk, synchronous=True)
                 del self.points[: len(chunk)]  # only once sent
         except Exception as exc:
             link.failed("flush metrics", exc)

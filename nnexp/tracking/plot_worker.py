@@ -39,6 +39,7 @@ class PlotWorker:
         self.directory = Path(directory)
         payload = {"directory": str(self.directory), "history": [dict(row) for row in history]}
         stdin, self.proc.stdin = self.proc.stdin, None  # communicate() must not touch it again
+        assert stdin is not None  # started with stdin=PIPE, handed over once
         try:
             stdin.write(json.dumps(payload).encode())
         except (OSError, ValueError):  # the worker died or was stopped: `result` says so

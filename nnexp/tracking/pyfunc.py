@@ -131,7 +131,7 @@ def _known_requirements() -> Iterator[None]:
     if getattr(utils, "_MODULES_TO_PACKAGES", False) is not None:  # already built, or renamed
         yield
         return
-    utils._MODULES_TO_PACKAGES = {name: [name] for name in REQUIREMENTS}
+    utils._MODULES_TO_PACKAGES = {name: [name] for name in REQUIREMENTS}  # type: ignore[assignment]
     try:
         yield
     finally:

@@ -29,24 +29,24 @@ def reopen_run(
     `ValueError`."""
     from mlflow.entities import RunTag
 
-    client = link.client
+    client = link.store_client()
     run = client.get_run(run_id)
     if run.info.lifecycle_stage == "deleted":
         raise ValueError(f"trainer.resume: MLflow run {run_id} is deleted")
     link.run_id, link.experiment_id = run.info.run_id, run.info.experiment_id
-    client.update_run(link.run_id, status="RUNNING")
+    client.update_run(run_id, status="RUNNING")
     old = run.data.params
     new = {k: limits.param_value(v) for k, v in params.items()}
-    log_params(client, link.run_id, {k: v for k, v in params.items() if k not in old})
+    log_params(client, run_id, {k: v for k, v in params.items() if k not in old})
     changed = sorted(f"{k}: {old[k]} -> {v}" for k, v in new.items() if k in old and old[k] != v)
     tags = dict(tags) | {"nnexp.resumed_from_epoch": str(epoch)}
     if changed:
         tags["nnexp.resume.changed_params"] = "; ".join(changed)
     if TAG_ERROR in run.data.tags:  # the crash that is being recovered from
         tags[TAG_PREVIOUS_ERROR] = run.data.tags[TAG_ERROR]
-        client.delete_tag(link.run_id, TAG_ERROR)
+        client.delete_tag(run_id, TAG_ERROR)
     batch = [RunTag(k, limits.tag_value(v)) for k, v in tags.items()]
-    client.log_batch(link.run_id, tags=batch, synchronous=True)
+    client.log_batch(run_id, tags=batch, synchronous=True)
     return str(run.info.run_name)
 
 
@@ -55,8 +55,8 @@ def send_missing_epochs(
 ) -> None:
     """Epochs the killed process checkpointed but never sent (its buffer died with it), up to
     the restored `epoch`, every `log_every`-th as the run logs them."""
-    link = metrics.link
-    logged = link.client.get_metric_history(link.run_id, "train/loss")
+    client, run_id = metrics.link.active_run()
+    logged = client.get_metric_history(run_id, "train/loss")
     last = max((m.step for m in logged), default=0)
     # Checkpoints are written at most every trainer.checkpoint_every_s, so the killed
     # process may have sent epochs past its last checkpoint. The resumed run replays them

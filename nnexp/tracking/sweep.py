@@ -96,7 +96,9 @@ def swept_keys(config: DictConfig) -> list[str]:
     ``interval``...) and the keys of ``hydra.sweeper.params`` (sweep configs, Optuna)."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    overrides = OmegaConf.to_container(config.hydra.overrides.task, resolve=False)
+    # as typed: an override's ${...} is not resolved here
+    task = OmegaConf.to_container(config.hydra.overrides.task, resolve=False)
+    overrides = [str(o) for o in task] if isinstance(task, list) else []
     parsed = OverridesParser.create().parse_overrides(overrides)
     keys = [o.key_or_group for o in parsed if o.is_sweep_override()]
     params = OmegaConf.select(config, "hydra.sweeper.params")
@@ -205,7 +207,7 @@ def sweep_name(config: DictConfig, swept: Sequence[str], started: float) -> str:
     overrides = [given[key] for key in swept if key in given]
     params = OmegaConf.select(config, "hydra.sweeper.params")
     if isinstance(params, DictConfig):
-        overrides += [f"{key}={value}" for key, value in params.items() if key not in given]
+        overrides += [f"{key!s}={value}" for key, value in params.items() if key not in given]
     stamp = time.strftime("%Y-%m-%d %H:%M", time.localtime(started))
     return " ".join(["sweep", *overrides, stamp])[:250]
 
