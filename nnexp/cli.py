@@ -9,6 +9,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any, cast
 
 # Before anything imports MLflow: there is no outside network, and telemetry raced with logging.
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
@@ -106,19 +107,20 @@ def _run(cfg: DictConfig, conf: Config) -> float:
     if conf.tracking.enabled:  # the store and experiment, under sqlite's lock; before the data
         with phase("tracking: open store"):
             prepare_store(conf.tracking.uri, conf.tracking.experiment)
-    plan = _plan_resume(conf, job) if conf.trainer.resume else None
+    plan = _plan_resume(conf, job, conf.trainer.resume) if conf.trainer.resume else None
     if plan and plan.skip:
         return float(plan.run.data.metrics.get(conf.trainer.objective, float("nan")))
-    state = load_checkpoint(plan.checkpoint) if plan and plan.checkpoint else None
+    checkpoint = plan.checkpoint if plan else None
+    state = load_checkpoint(checkpoint) if checkpoint else None
     if plan and plan.extends is not None and state is not None and stopped_early(state):
         print(f"nnexp: nothing to extend: {stopped_early(state)}", file=sys.stderr)
         return float(plan.run.data.metrics.get(conf.trainer.objective, float("nan")))
     with phase("data + model"):  # a bad checkpoint failed above, before the data loads
         built = build(conf)
     trainer = build_trainer(conf, built, job)
-    if state is not None:
-        restore(trainer, state, source=f"checkpoint {plan.checkpoint}")
-        trainer.history = load_history(plan.checkpoint.parent, trainer.epoch)
+    if checkpoint is not None and state is not None:
+        restore(trainer, state, source=f"checkpoint {checkpoint}")
+        trainer.history = load_history(checkpoint.parent, trainer.epoch)
     try:
         with phase("training"):
             final = trainer.fit()
@@ -170,7 +172,7 @@ def _job(cfg: DictConfig) -> Job:
     return Job(
         run_dir=Path(hydra_cfg.runtime.output_dir),
         overrides=overrides,
-        resolved=OmegaConf.to_container(cfg, resolve=True),
+        resolved=cast("dict[str, Any]", OmegaConf.to_container(cfg, resolve=True)),
         source_dir=Path(hydra.utils.get_original_cwd()),
         resume_key=resume_key(overrides),
         lineage_key=lineage_key(overrides),
@@ -181,9 +183,9 @@ def _job(cfg: DictConfig) -> Job:
     )
 
 
-def _plan_resume(conf: Config, job: Job) -> ResumePlan:
-    """Where `trainer.resume` points; the job then continues that run's checkpoints."""
-    resume = conf.trainer.resume.strip()
+def _plan_resume(conf: Config, job: Job, resume: str) -> ResumePlan:
+    """Where `resume` (`trainer.resume`) points; the job then continues that run's checkpoints."""
+    resume = resume.strip()
     if resume != "last" and not resume.startswith("runs:/"):
         resume = hydra.utils.to_absolute_path(resume)
     plan = plan_resume(

@@ -33,7 +33,7 @@ import threading
 import time
 import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict, read_write
@@ -142,6 +142,12 @@ class MlflowSweepCallback(Callback):
             f"in experiment {experiment!r} ({self.client.tracking_uri})"
         )
 
+    def _parent(self) -> tuple[MlflowClient, SweepInfo]:
+        """The store and the sweep, once on_multirun_start has created the parent run."""
+        if self.client is None or self.info is None:
+            raise RuntimeError("nnexp.sweep: the sweep has no parent run")
+        return self.client, self.info
+
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         if self.info is None or self._ended:
             return
@@ -149,9 +155,10 @@ class MlflowSweepCallback(Callback):
 
     def _end_unfinished(self) -> None:
         if self.info is not None and not self._ended:
+            client, info = self._parent()
             with contextlib.suppress(Exception):
-                self.client.set_tag(
-                    self.info.parent_run_id,
+                client.set_tag(
+                    info.parent_run_id,
                     TAG_ERROR,
                     "the sweep stopped before all jobs returned (see the launching process)",
                 )
@@ -163,21 +170,22 @@ class MlflowSweepCallback(Callback):
         from nnexp.report import load_sweep
 
         self._ended = True
-        run_id = self.info.parent_run_id
+        client, info = self._parent()
+        run_id = info.parent_run_id
         try:
-            sweep = load_sweep(self.client, run_id)
+            sweep = load_sweep(client, run_id)
             self._log_summary(sweep)
             if self.report:
                 self._log_report(sweep)
         except Exception as error:  # the sweep's runs are safe: say what went wrong, end the run
             print(
-                f"WARNING nnexp.sweep: could not summarize sweep {self.info.sweep_id}: "
+                f"WARNING nnexp.sweep: could not summarize sweep {info.sweep_id}: "
                 f"{type(error).__name__}: {error}",
                 file=sys.stderr,
             )
-        self.client.set_terminated(run_id, status)
+        client.set_terminated(run_id, status)
         if self.place is not None:  # the sweep's last line: where it went
-            print(f"nnexp: sweep {self.info.sweep_id}: parent {self.place.line()}")
+            print(f"nnexp: sweep {info.sweep_id}: parent {self.place.line()}")
 
     def _log_summary(self, sweep) -> None:
         """The job counts and the best job on the parent: its swept values as the parent's
@@ -198,10 +206,11 @@ class MlflowSweepCallback(Callback):
                 RunTag("sweep.best_params", json.dumps(best.params)),
             ]
             params = [Param(k, limits.param_value(v)) for k, v in best.params.items()]
-        self.client.log_batch(
-            self.info.parent_run_id, metrics=metrics, params=params, tags=tags, synchronous=True
+        client, info = self._parent()
+        client.log_batch(
+            info.parent_run_id, metrics=metrics, params=params, tags=tags, synchronous=True
         )
-        line = f"nnexp: sweep {self.info.sweep_id}: {sweep.summary()}"
+        line = f"nnexp: sweep {info.sweep_id}: {sweep.summary()}"
         if best is not None:
             line += f"; best {sweep.objective}={best.objective:.4g} in run {best.run_id}"
         print(line)
@@ -211,7 +220,8 @@ class MlflowSweepCallback(Callback):
 
         with tempfile.TemporaryDirectory(prefix="nnexp-report-") as tmp:
             write_report(sweep, tmp)
-            self.client.log_artifacts(self.info.parent_run_id, tmp, "report")
+            client, info = self._parent()
+            client.log_artifacts(info.parent_run_id, tmp, "report")
         print(format_table(sweep))
 
 
@@ -238,7 +248,7 @@ def joblib_settings(launcher: DictConfig) -> dict[str, Any]:
     """The ``joblib.Parallel`` arguments Hydra's joblib launcher will use (its own processing)."""
     from hydra_plugins.hydra_joblib_launcher._core import process_joblib_cfg
 
-    settings = OmegaConf.to_container(launcher, resolve=True)
+    settings = cast("dict[str, Any]", OmegaConf.to_container(launcher, resolve=True))
     settings.pop("_target_", None)
     settings["backend"] = "loky"  # as the launcher forces it
     process_joblib_cfg(settings)

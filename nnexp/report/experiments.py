@@ -262,7 +262,7 @@ def draw(exp: Experiment, sweep, directory: Path) -> list[Path]:
     for old in directory.glob("*.png"):
         old.unlink()
     grad_runs = [r for want in exp.grad_runs for r in sweep.runs if _matches(r.params, want)]
-    plots = [
+    plots: list[tuple[str, Figure]] = [
         ("val_loss.png", figures.loss_curves),
         ("heatmap.png", figures.heatmap),
         *exp.figures,
@@ -355,7 +355,8 @@ def run_blas(tags: dict[str, str]) -> tuple[tuple[str, str, str], ...]:
     which is the order the libraries were loaded in and changes from one process to the next."""
     columns = [tags.get(key, NOT_RECORDED).split("; ") for key in BLAS_TAGS]
     if len({len(c) for c in columns}) != 1:  # not aligned: keep the tags as they are
-        return ((*(tags.get(key, NOT_RECORDED) for key in BLAS_TAGS),),)
+        library, kernel, threads = (tags.get(key, NOT_RECORDED) for key in BLAS_TAGS)
+        return ((library, kernel, threads),)
     return tuple(sorted(zip(*columns, strict=True)))
 
 

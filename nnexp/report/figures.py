@@ -22,7 +22,7 @@ import math
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Literal, cast
 
 from nnexp.names import GRAD_NORM, WEIGHT_NORM, output_key, parse_metric
 from nnexp.report.collect import RunRecord, Sweep
@@ -53,11 +53,19 @@ def as_number(value: str) -> float | None:
         return None
 
 
+def as_numbers(values: Sequence[str]) -> list[float] | None:
+    """Every value as a number, or None if one of them is not."""
+    numbers = [as_number(v) for v in values]
+    return None if None in numbers else cast("list[float]", numbers)
+
+
 def ordered_values(sweep: Sweep, key: str) -> list[str]:
     """The distinct values `key` took: numerically sorted when they are numbers."""
     values = list(dict.fromkeys(r.params[key] for r in sweep.runs if key in r.params))
-    if values and all(as_number(v) is not None for v in values):
-        return sorted(values, key=as_number)
+    numbers = as_numbers(values)
+    if values and numbers is not None:
+        by_number = dict(zip(values, numbers, strict=True))
+        return sorted(values, key=by_number.__getitem__)
     return sorted(values)
 
 
@@ -129,8 +137,9 @@ def line_keys(sweep: Sweep) -> tuple[str | None, str | None, list[str]]:
     """The swept key that colors the curves (a number, e.g. lr, reads best as a color scale),
     the one that styles them (if its values fit the line styles), and that one's values."""
     keys = [k for k in sweep.swept if ordered_values(sweep, k)]
-    numeric = [k for k in keys if all(as_number(v) is not None for v in ordered_values(sweep, k))]
-    color_key = (numeric or keys or [None])[0]
+    numeric = [k for k in keys if as_numbers(ordered_values(sweep, k)) is not None]
+    candidates = numeric or keys
+    color_key = candidates[0] if candidates else None
     style_key = next((k for k in keys if k != color_key), None)
     style_values = ordered_values(sweep, style_key) if style_key else []
     if len(style_values) > len(STYLES):
@@ -165,8 +174,8 @@ def _colors(sweep: Sweep, key: str | None, colormaps):
         cmap = colormaps["tab10"]
         return {r.run_id: cmap(i % 10) for i, r in enumerate(sweep.runs)}, []
     values = ordered_values(sweep, key)
-    numbers = [as_number(v) for v in values]
-    if all(n is not None for n in numbers) and len(values) > 1:
+    numbers = as_numbers(values)
+    if numbers is not None and len(values) > 1:
         cmap, norm = colormaps["viridis"], _norm(numbers)
         colors = {
             r.run_id: cmap(norm(as_number(r.params[key]))) if key in r.params else "gray"
@@ -290,8 +299,8 @@ def _scatter(sweep: Sweep, axes: list[str], path: str | Path) -> Path:
     if bad:
         ax.scatter(*points(bad), marker="x", color=DIVERGED, s=80, label="diverged / failed")
         ax.legend(fontsize="small")
-    numbers = [as_number(v) for v in xs]
-    if all(n is not None and n > 0 for n in numbers) and max(numbers) / min(numbers) >= 10:
+    numbers = as_numbers(xs)
+    if numbers and min(numbers) > 0 and max(numbers) / min(numbers) >= 10:
         ax.set_xscale("log")
     ax.set_xlabel(axes[0])
     if len(axes) > 1:

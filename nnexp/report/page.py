@@ -37,14 +37,14 @@ def write_report(
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     runs = grad_runs if grad_runs is not None else figures.chosen_runs(sweep)
-    images = [
+    drawn = [
         figures.loss_curves(sweep, directory / "val_loss.png"),
         figures.heatmap(sweep, directory / "heatmap.png"),
         figures.grad_norm_curves(sweep, runs, directory / "grad_norms.png"),
         _layer_profile(sweep, runs, directory / "layers.png"),
         figures.weights_output_curves(sweep, runs, directory / "weights_output.png"),
     ]
-    images = [path for path in images if path is not None]
+    images = [path for path in drawn if path is not None]
     page = directory / "report.html"
     page.write_text(render_html(sweep, images), encoding="utf-8")
     return [*images, page]
