@@ -307,3 +307,29 @@ def test_a_name_the_model_registry_refuses_is_an_error_naming_the_key(name):
     assert TrackingConfig(register_as="iris.v2").register_as == "iris.v2"
     with pytest.raises(ConfigError, match=r"^tracking\.register_as=.*needs tracking\.enabled"):
         TrackingConfig(enabled=False, register_as="iris")
+
+
+def test_params_are_the_hyperparameters_and_the_trainers_bookkeeping_is_not():
+    from nnexp.config import TRAINER_BOOKKEEPING, is_hyperparameter
+
+    for key in ("seed", "model.hidden", "optimizer.lr", "schedule.total", "dataset.n_samples",
+                "regularization.l2", "trainer.epochs", "trainer.grad_clip.norm",
+                "trainer.early_stopping.patience"):  # fmt: skip
+        assert is_hyperparameter(key), key
+    for key in ("tracking.uri", "tags.team", "paths.root", "extras.print_config", "lr"):
+        assert not is_hyperparameter(key), key
+    assert all(not is_hyperparameter(f"trainer.{k}") for k in TRAINER_BOOKKEEPING)
+    # The trainer's first key decides, not its last: a bookkeeping name deeper down is a param.
+    assert is_hyperparameter("trainer.grad_clip.stats")
+    assert not is_hyperparameter("trainer.stats.grad_norm")
+
+
+def test_nested_tags_are_named_with_dots_beside_the_flat_ones():
+    from nnexp.config import user_tags
+
+    tags = {"team": {"lead": "ana", "size": 3}, "dev": True, "a": {"b": {"c": "d"}}}
+    assert user_tags(tags) == {"team.lead": "ana", "team.size": "3", "dev": "true", "a.b.c": "d"}
+    with pytest.raises(
+        ConfigError, match=r"^tags\.empty=\{\}: must be a string, number or boolean$"
+    ):
+        user_tags({"empty": {}})

@@ -176,6 +176,7 @@ def load_checkpoint(path: str | Path) -> State:
 
 ZIP_MAGIC = b"PK\x03\x04"  # an .npz is a zip archive
 PICKLE_MAGIC = b"\x80"  # pickle protocol 2 and later
+NPY_MAGIC = b"\x93NUMPY"  # a single array (np.save); the longest of the three
 
 
 def _check_magic(path: Path) -> None:
@@ -183,14 +184,14 @@ def _check_magic(path: Path) -> None:
     recognize "pickled data"): random bytes, an .npy, a pickle."""
     try:
         with path.open("rb") as f:
-            head = f.read(len(ZIP_MAGIC))
+            head = f.read(len(NPY_MAGIC))
     except OSError as exc:
         raise CheckpointError(f"checkpoint {path}: cannot be read ({exc.strerror})") from None
-    if head == ZIP_MAGIC:
+    if head.startswith(ZIP_MAGIC):
         return
     if head.startswith(PICKLE_MAGIC):
         what = "a Python pickle (refused: loading one can run code)"
-    elif head.startswith(b"\x93NUMPY"):
+    elif head.startswith(NPY_MAGIC):
         what = "a single .npy array"
     else:
         what = "of unknown content" if head else "empty"
