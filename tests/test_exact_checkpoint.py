@@ -305,3 +305,49 @@ def test_the_umask_is_read_and_left_as_it_was():
         assert os.umask(0o027) == 0o027  # unchanged by reading it
     finally:
         os.umask(before)
+
+
+# --- what a checkpoint records, and how it is written -------------------------------------------
+
+
+def test_meta_records_each_layer_with_its_shape_and_alpha_and_the_optimizers_numbers():
+    model = mlp(3, [4], 1, activation="leaky_relu", activation_kwargs={"alpha": 0.2}, seed=3)
+    opt = SGD(list(model.parameters()), lr=0.1, momentum=0.9)
+    settings = TrainSettings(epochs=2, batch_size=16, seed=5)
+    trainer = Trainer(model, SigmoidBCE(), opt, Constant(0.1), _splits(), settings, [])
+    assert ckpt.trained_with(trainer) == {
+        "epochs": 2,
+        "schedule_total": None,
+        "layers": ["dense 3x4", "leaky_relu(alpha=0.2)", "dense 4x1"],
+        "dtype": "float32",
+        "optimizer": "SGD",
+        "hyperparameters": {"lr": 0.1, "momentum": 0.9, "nesterov": False},
+    }
+
+
+def test_a_checkpoint_says_whether_its_run_stopped_early_and_why():
+    state = _trained()
+    assert ckpt.stopped_early(state) is None  # ran its epochs
+    stopped = state | {"stopped": np.array(json.dumps([True, "no improvement for 3 epochs"]))}
+    assert ckpt.stopped_early(stopped) == "no improvement for 3 epochs"
+    assert ckpt.stopped_early({k: v for k, v in state.items() if k != "stopped"}) is None
+
+
+def test_a_checkpoint_file_gets_the_umasks_permissions(tmp_path):
+    path = save_checkpoint(tmp_path / "last.npz", _trained())
+    assert path.stat().st_mode & 0o777 == 0o666 & ~ckpt._UMASK
+    assert [p.name for p in tmp_path.iterdir()] == ["last.npz"]  # no temporary file left
+
+
+def test_a_full_disk_names_the_checkpoint_and_leaves_nothing_behind(tmp_path, monkeypatch):
+    import errno
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(np, "savez", full)
+    path = tmp_path / "last.npz"
+    with pytest.raises(OSError) as err:
+        save_checkpoint(path, {"epoch": np.asarray(1)})
+    assert err.value.filename == str(path)
+    assert list(tmp_path.iterdir()) == []
