@@ -10,6 +10,7 @@ import subprocess
 import sys
 from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import ClassVar
 
 import nnexp.conf
 import pytest
@@ -271,3 +272,99 @@ def test_the_aliases_are_unset_by_default():
         cfg = compose("config", overrides=["regularization=dropout"])
     assert cfg.model.dropout is None and cfg.model.batch_norm is None
     assert cfg.regularization.dropout == 0.2 and cfg.regularization.batch_norm is None
+
+
+# --- the field builders and the nn schemas, called here (not only at import) -------------------
+# The schemas are built when nnexp.config is imported, before any test runs: mutation testing
+# (tests/mutants.md) could only see a change to these functions through a call made by a test.
+
+
+def test_each_field_builder_puts_its_rules_in_the_metadata_and_drops_the_unset_ones():
+    from dataclasses import MISSING
+
+    from nnexp.schema import bounded, checked, choice
+
+    f = bounded(0.5, ge=0, lt=1, finite=True, note="(s)")
+    assert (f.default, dict(f.metadata)) == (0.5, {"ge": 0, "lt": 1, "finite": True, "note": "(s)"})
+    assert dict(bounded(1, gt=0).metadata) == {"gt": 0}  # None and False are not rules
+    assert dict(choice("a", ("a", "b")).metadata) == {"choices": ("a", "b")}
+    assert choice("a", ("a", "b")).default == "a"
+    test = str.isupper
+    f = checked("X", test, "must be upper case")
+    assert (f.default, dict(f.metadata)) == ("X", {"test": test, "rule": "must be upper case"})
+    listed = checked([1, 2], bool, "non-empty")
+    assert listed.default is MISSING and listed.default_factory() == [1, 2]
+    assert listed.default_factory() is not listed.default_factory()  # a fresh list each time
+    assert dict(listed.metadata) == {"test": bool, "rule": "non-empty"}
+
+
+def test_an_nn_classs_schema_has_a_field_per_limit_with_its_init_default():
+    from dataclasses import fields as dc_fields
+
+    from nnexp.config import OptimizerConfig, ScheduleConfig, nn_schema
+    from nnexp.nn.optim import SGD, AdamW
+    from nnexp.nn.schedules import Constant, Cosine
+
+    sgd = nn_schema(SGD, "sgd", OptimizerConfig, "SGDTestConfig")
+    assert sgd.__name__ == "SGDTestConfig" and sgd.__module__ == "nnexp.config"
+    assert issubclass(sgd, OptimizerConfig)
+    by_name = {f.name: f for f in dc_fields(sgd)}
+    assert by_name["name"].default == "sgd"
+    assert (by_name["lr"].default, dict(by_name["lr"].metadata)) == (0.1, {"gt": 0, "finite": True})
+    assert by_name["momentum"].default == 0.0 and by_name["momentum"].type is float
+    assert by_name["nesterov"].type is bool
+    # A required argument (a cosine's total: the runner fills it in) is optional, unset.
+    cosine = {f.name: f for f in dc_fields(nn_schema(Cosine, "cosine", ScheduleConfig, "C"))}
+    assert cosine["total"].default is None and cosine["total"].type == int | None
+    assert cosine["min_lr"].default == 0.0 and cosine["min_lr"].type is float
+    # AdamW passes Adam's keywords on: their defaults come from Adam's __init__.
+    adamw = {f.name: f.default for f in dc_fields(nn_schema(AdamW, "adamw", OptimizerConfig, "W"))}
+    assert adamw["beta1"] == 0.9 and adamw["eps"] == 1e-8
+    # No key of its own: the base schema itself.
+    assert nn_schema(Constant, "constant", ScheduleConfig, "K") is ScheduleConfig
+    assert by_name["name"].type is str
+
+
+def test_a_limit_that_init_does_not_take_is_a_clear_error():
+    from nnexp.config import OptimizerConfig, nn_schema
+    from nnexp.nn.optim import SGD
+
+    class Odd(SGD):
+        limits: ClassVar[dict] = {"speed": {"gt": 0}}
+
+    with pytest.raises(
+        TypeError, match=r"^Odd: limits name 'speed', which __init__ does not take$"
+    ):
+        nn_schema(Odd, "odd", OptimizerConfig, "OddConfig")
+
+
+def test_the_config_resolvers_registered_again_give_what_the_configs_use(monkeypatch, tmp_path):
+    from omegaconf import OmegaConf
+
+    from nnexp import help as app_help
+    from nnexp.config import register_configs
+
+    names = ("nnexp.project_root", "nnexp.optuna_direction", "nnexp.help_groups", "nnexp.help_keys")
+    try:
+        for n in names:
+            OmegaConf.clear_resolver(n)
+        monkeypatch.setenv("NNEXP_ROOT", str(tmp_path))
+        register_configs()
+        assert all(OmegaConf.has_resolver(n) for n in names)
+        conf = OmegaConf.create(
+            {
+                "root": "${nnexp.project_root:}",
+                "up": "${nnexp.optuna_direction:val/acc}",
+                "down": "${nnexp.optuna_direction:val/acc,min}",
+                "loss": "${nnexp.optuna_direction:val/loss,auto}",
+            }
+        )
+        assert (conf.root, conf.up, conf.down, conf.loss) == (
+            str(tmp_path.resolve()), "maximize", "minimize", "minimize",
+        )  # fmt: skip
+        keys = OmegaConf.create({"a": 1, "k": "${nnexp.help_keys:}"})
+        assert keys.k == app_help.keys(keys)
+    finally:  # registered afresh for the rest of the session, whatever happened above
+        for n in names:
+            OmegaConf.clear_resolver(n)
+        register_configs()
