@@ -333,3 +333,47 @@ def test_nested_tags_are_named_with_dots_beside_the_flat_ones():
         ConfigError, match=r"^tags\.empty=\{\}: must be a string, number or boolean$"
     ):
         user_tags({"empty": {}})
+
+
+def test_tags_a_list_of_names_each_true_and_every_refusal_word_for_word():
+    from nnexp.config import TAG_FORMS, user_tags
+
+    assert user_tags(None) == {}
+    assert user_tags(["dev", 7]) == {"dev": "true", "7": "true"}
+    assert user_tags({"n": 3, "x": 0.5, "on": False}) == {"n": "3", "x": "0.5", "on": "false"}
+    for bad in (True, 1.5, None):
+        with pytest.raises(ConfigError) as err:
+            user_tags(["dev", bad])
+        assert str(err.value) == (
+            f"tags={['dev', bad]!r}: tag names must be words or numbers: {bad!r} is not"
+        )
+    with pytest.raises(ConfigError) as err:
+        user_tags("dev")
+    assert str(err.value) == f"tags='dev': must be {TAG_FORMS}"
+    with pytest.raises(ConfigError) as err:
+        user_tags({"diverged": "yes"})
+    assert str(err.value) == (
+        "tags='diverged': nnexp or MLflow sets this tag itself; choose another name"
+    )
+    with pytest.raises(ConfigError) as err:
+        user_tags(["a*b"])
+    assert str(err.value) == (
+        "tags='a*b': names may only contain letters, digits, underscores, dashes, periods, "
+        "spaces, colons and slashes"
+    )
+
+
+def test_the_cross_field_refusals_word_for_word():
+    from nnexp.config import TrackingConfig
+
+    with pytest.raises(ConfigError) as err:
+        TrackingConfig(enabled=False, register_as="iris")
+    assert str(err.value) == (
+        "tracking.register_as='iris': needs tracking.enabled=true (an untracked run logs no "
+        "model to register)"
+    )
+    with pytest.raises(ConfigError) as err:
+        TrainerConfig(precision="float32", loss_scale="dynamic")
+    assert str(err.value) == (
+        "trainer.precision (with trainer.loss_scale)='float32': loss scaling needs mixed"
+    )
