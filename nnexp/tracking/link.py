@@ -68,7 +68,7 @@ class StoreLink:
 
         client, run_id = self.active_run()
         if not self.spool.directory.is_dir():
-            self.spool.open(run_id, client.tracking_uri, str(self.experiment_id))
+            self.spool.open(run_id, client.tracking_uri, self.experiment_id)
         try:
             check_reachable(client.tracking_uri, timeout_s=2.0)
         except Exception:
@@ -93,7 +93,7 @@ class StoreLink:
         self._last_attempt = time.monotonic()
         from nnexp.tracking.server import check_reachable
 
-        client, _ = self.active_run()
+        client = self.store_client()
         try:
             check_reachable(client.tracking_uri, timeout_s=2.0)
             metrics, ops = self.spool.upload(client)

@@ -48,7 +48,7 @@ class Spool:
     def ops_file(self) -> Path:
         return self.directory / "ops.jsonl"
 
-    def open(self, run_id: str, tracking_uri: str, experiment_id: str) -> None:
+    def open(self, run_id: str, tracking_uri: str, experiment_id: str | None) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
         info = {"run_id": run_id, "tracking_uri": tracking_uri, "experiment_id": experiment_id}
         (self.directory / "run.json").write_text(json.dumps(info))
