@@ -10,6 +10,7 @@ each option's effect through Hydra's compose."""
 from __future__ import annotations
 
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -299,3 +300,20 @@ def test_a_tracked_run_gets_a_tracker_with_the_runs_settings(tmp_path):
     np.testing.assert_allclose(tracker.input_example, b.raw_rows(built.splits, 5))
     assert tracker.plot_worker is True  # a single run, not a sweep's job
     assert not (tmp_path / "model").exists()  # the tracker writes the bundle, at the end
+    assert tracker.project_dir == tmp_path and tracker.tags["n_classes"] == "2"
+    assert tracker.n_params == 2 * 4 + 4 + 4 * 1 + 1  # moons, one hidden layer of 4
+    record, s = tracker.dataset, built.splits
+    assert (record.name, record.task) == ("moons", "binary")
+    assert {k: tuple(map(id, v)) for k, v in record.splits.items()} == {
+        "training": (id(s.X_train), id(s.y_train)),
+        "validation": (id(s.X_val), id(s.y_val)),
+        "test": (id(s.X_test), id(s.y_test)),
+    }
+    assert (tracker.files.register_as, tracker.files.checkpoint_keep) == (None, 3)  # defaults
+    other = b.build_trainer(
+        replace(cfg, tracking=replace(cfg.tracking, register_as="moons-mlp"),
+                trainer=replace(cfg.trainer, checkpoint_keep=0)),
+        built, job,
+    )  # fmt: skip
+    files = other.callbacks[-2].inner.files
+    assert (files.register_as, files.checkpoint_keep) == ("moons-mlp", None)  # 0 keeps all

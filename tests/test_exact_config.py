@@ -298,13 +298,14 @@ def test_mixed_precision_keeps_float32_master_weights_and_dtype_is_precisions_al
         TrainerConfig(precision="float32", dtype="float64")
 
 
-@pytest.mark.parametrize("name", ["..up", ".", " ", "", "a/b", "a:b"])
+@pytest.mark.parametrize("name", ["..up", ".", " ", "", "a/b", "a:b", "a%2F", "a\\b"])
 def test_a_name_the_model_registry_refuses_is_an_error_naming_the_key(name):
     from nnexp.config import TrackingConfig
 
     with pytest.raises(ConfigError, match=r"^tracking\.register_as="):
         TrackingConfig(register_as=name)
     assert TrackingConfig(register_as="iris.v2").register_as == "iris.v2"
+    assert TrackingConfig(register_as="XGB x.v2").register_as == "XGB x.v2"  # X and spaces: fine
     with pytest.raises(ConfigError, match=r"^tracking\.register_as=.*needs tracking\.enabled"):
         TrackingConfig(enabled=False, register_as="iris")
 
@@ -377,3 +378,10 @@ def test_the_cross_field_refusals_word_for_word():
     assert str(err.value) == (
         "trainer.precision (with trainer.loss_scale)='float32': loss scaling needs mixed"
     )
+
+
+def test_schema_class_names_are_the_registry_names_in_camel_case():
+    from nnexp.config import _camel
+
+    assert _camel("reduce_on_plateau") == "ReduceOnPlateau"
+    assert _camel("adamw") == "Adamw" and _camel("") == ""

@@ -973,3 +973,11 @@ def test_overflow_on_the_cast_is_an_error_not_a_warning(tmp_path):
         warnings.simplefilter("error")  # NumPy's overflow warning would surface as an error
         with pytest.raises(DatasetError, match=r"^dtype=float32: the features overflow it"):
             prepare(FileSpec(path=path))
+
+
+def test_a_datasets_source_is_its_maker_or_the_configured_path():
+    from nnexp.data import FileSpec, MoonsSpec
+    from nnexp.data.registry import dataset_source
+
+    assert dataset_source(MoonsSpec()) == "sklearn.datasets.make_moons"
+    assert dataset_source(FileSpec(path="data/rows.csv")) == "data/rows.csv"  # as configured
