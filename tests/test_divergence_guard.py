@@ -169,3 +169,51 @@ def test_the_guard_alone():
         )
         with pytest.raises(NonFiniteError, match=r"epoch 5, step 40 \(evaluation\): val/acc"):
             guard.check_metrics({"val/loss": 1.0, "val/acc": np.nan}, epoch=5, step=40, lr=0.25)
+
+
+def _guard_of(first_weights: np.ndarray) -> DivergenceGuard:
+    model = mlp(2, [4], 1, activation="identity", seed=1)
+    params = list(model.parameters())
+    params[0].value[...] = first_weights  # dense_0/W, (fan_in 2, 4)
+    params[2].value[...] = [[1.0], [-1.0], [1.0], [-1.0]]  # dense_1/W: std 1, gain 2
+    guard = DivergenceGuard(model, params, Constant(0.1), RESULTS)
+    guard.begin_epoch(1, lr=0.1, batches=4, first_step=1)
+    return guard
+
+
+INIT_FIXES = (
+    "He and Xavier keep it near 1). Use model.init=he (ReLU family) or model.init=xavier "
+    "(tanh, sigmoid), or a smaller model.init_scale"
+)
+
+
+def test_a_divergence_from_weights_out_of_range_blames_the_initialization_with_its_gain():
+    c = 1e4  # dense_0/W = ±c: std c, gain c·√2; the network's gain 2c√2 ≈ 2.8e4
+    guard = _guard_of(np.array([[c, -c, c, -c], [-c, c, -c, c]]))
+    batch = np.array([[np.nan, 1.0]], np.float32)
+    with pytest.raises(NonFiniteError) as err:
+        guard.check_loss(float("nan"), batch, step=2)
+    assert err.value.cause == "initialization"
+    assert str(err.value) == (
+        "training diverged at epoch 1, step 2 (batch 2 of 4): the loss is nan at the input "
+        "batch itself (the data holds NaN/Inf) (lr=0.1). Likely cause: the initialization, not "
+        "the learning rate — the starting weights amplify a signal ~1e4x through the network "
+        f"(dense_0/W: std·√fan_in = 1.41e+04; {INIT_FIXES}"
+    )
+    infinite = _guard_of(np.array([[np.inf, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]]))
+    with pytest.raises(NonFiniteError) as err:
+        infinite.check_loss(float("nan"), batch, step=1)
+    assert "amplify a signal beyond float range through the network (dense_0/W: std·√fan_in = " in (
+        str(err.value)
+    )
+
+
+def test_what_is_out_of_range_the_initialization_at_a_gain_above_1e3_the_input_above_1e3():
+    from nnexp.train.divergence import likely_cause
+
+    assert likely_cause(3.0, None) == "learning rate"  # log10(1e3): at the limit, in range
+    assert likely_cause(3.01, None) == "initialization"
+    assert likely_cause(0.0, np.array([[1e3, -1e3]])) == "learning rate"
+    assert likely_cause(0.0, np.array([[1e3, -1001.0]])) == "input"
+    assert likely_cause(0.0, np.array([[np.nan, 2e3]])) == "input"
+    assert likely_cause(0.0, np.zeros((0, 2))) == "learning rate"

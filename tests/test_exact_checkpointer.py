@@ -126,6 +126,48 @@ def test_epoch_files_every_n_epochs_last_best_history_and_the_lock_released(tmp_
     assert int(load_checkpoint(tmp_path / "last.npz")["epoch"]) == 5
 
 
+def test_keep_bounds_the_epoch_files_to_the_newest_and_spares_later_ones(tmp_path):
+    (tmp_path / "epoch_0009.npz").write_bytes(b"a later epoch of an earlier attempt")
+    (tmp_path / "EPOCH_0001.NPZ").write_bytes(b"not a checkpoint name")
+    _trainer(epochs=6, callbacks=[Checkpointer(tmp_path, every=1, keep=3)]).fit()
+    files = sorted(p.name for p in tmp_path.iterdir())
+    assert files == [
+        "EPOCH_0001.NPZ", "best.npz", "epoch_0005.npz", "epoch_0006.npz", "epoch_0009.npz",
+        "history.jsonl", "last.npz",
+    ]  # fmt: skip
+    every = tmp_path / "all"
+    _trainer(epochs=3, callbacks=[Checkpointer(every, every=1)]).fit()  # keep=None: all
+    assert sorted(p.name for p in every.glob("epoch_*")) == [
+        "epoch_0001.npz", "epoch_0002.npz", "epoch_0003.npz"
+    ]  # fmt: skip
+
+
+def test_a_mixed_precision_runs_loss_scaler_is_checkpointed_and_restored(tmp_path):
+    from nnexp.train.checkpoint import restore
+
+    def mixed() -> Trainer:
+        model = mlp(2, [3], 1, activation="tanh", seed=0)
+        return Trainer(
+            model, MSE(), SGD(list(model.parameters()), lr=0.05), Constant(0.05), _data(),
+            TrainSettings(epochs=2, batch_size=8, stats=(), precision="mixed"),
+        )  # fmt: skip
+
+    trained = mixed()
+    trained.fit()
+    trained.scaler.skip()  # a state no fresh scaler has: halved once, no clean steps
+    trained.scaler.clean()
+    state = trainer_state(trained)
+    assert float(state["callback/loss_scaler/clean_steps"]) == 1.0
+    fresh = mixed()
+    restore(fresh, state)
+    want, got = trained.scaler, fresh.scaler
+    assert want.skipped_steps >= 1 and want.clean_steps == 1 and want.scale < 2.0**16
+    assert (got.scale, got.clean_steps, got.skipped_steps) == (
+        want.scale, want.clean_steps, want.skipped_steps
+    )  # fmt: skip
+    assert type(got.scale) is float
+
+
 def test_an_objective_the_metrics_lack_writes_no_best(tmp_path):
     trainer = _trainer(epochs=2)
     checkpointer = Checkpointer(tmp_path, objective=Objective("val/acc", "max"))

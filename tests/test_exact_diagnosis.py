@@ -90,6 +90,22 @@ def test_divergence_cause_prefers_the_recorded_cause_then_the_message_then_the_c
     assert dx.divergence_cause(facts([], small)) == dx.CAUSE_LR
     assert dx.divergence_cause(facts([], {"model.init_scale": "1e30"})) == dx.CAUSE_LR  # he
     assert dx.divergence_cause(facts([], {"dataset.standardize": "no"})) == dx.CAUSE_INPUT
+    unreadable = {"model.init": "normal", "model.init_scale": "big"}  # not a number: no blame
+    assert dx.divergence_cause(facts([], unreadable)) == dx.CAUSE_LR
+
+
+def test_a_finding_without_fixes_is_one_line_without_a_try():
+    plain = dx.Finding("x", WARN, "a title", "the evidence", ())
+    assert plain.line() == "WARN a title: the evidence"
+    fixed = dx.Finding("x", FAIL, "a title", "the evidence", ("a=1", "b=2"))
+    assert fixed.line() == "FAIL a title: the evidence — try: a=1 b=2"
+
+
+def test_oscillation_counts_rises_of_more_than_ten_percent_per_epoch_pair():
+    assert dx._oscillation([1.0, 1.1]) == 0.0  # exactly 10 %: not a rise
+    assert dx._oscillation([1.0, 1.2]) == 1.0
+    assert dx._oscillation([1.0, 1.2, 1.0, 1.5]) == 2 / 3
+    assert dx._oscillation([1.0]) == 0.0 and dx._oscillation([]) == 0.0
 
 
 # --- each rule on both sides of its threshold -------------------------------------------------
