@@ -101,6 +101,39 @@ def test_an_archive_with_an_object_array_is_refused_in_full_words(tmp_path):
     )
 
 
+def test_an_archive_member_that_is_not_an_array_is_corrupted(tmp_path):
+    import zipfile
+
+    path = tmp_path / "bad_member.npz"
+    with zipfile.ZipFile(path, "w") as archive:
+        header = b"{'x': 1}  \n"  # an .npy header without descr, fortran_order, shape
+        archive.writestr(
+            "epoch.npy", b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header
+        )
+    with pytest.raises(CheckpointError) as err:
+        load_checkpoint(path)
+    message = str(err.value)
+    assert (
+        message.startswith(f"checkpoint {path}: corrupted (")
+        and "Header does not contain" in message
+    )
+
+
+def test_a_file_that_cannot_be_read_names_the_reason(tmp_path, monkeypatch):
+    import errno
+
+    path = tmp_path / "x.npz"
+    path.write_bytes(b"PK\x03\x04")
+
+    def refuse(self, *args, **kwargs):
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(Path, "open", refuse)
+    with pytest.raises(CheckpointError) as err:
+        load_checkpoint(path)
+    assert str(err.value) == f"checkpoint {path}: cannot be read (Input/output error)"
+
+
 # --- an .npz that is not a complete checkpoint --------------------------------------------------
 
 
