@@ -317,6 +317,9 @@ def test_statistics_count_the_gradient_norms_time_unless_clipping_alone_wants_th
     for_clipping = Statistics(trainer.params, [])
     for_clipping.grad_norms(counted=False)
     assert for_clipping.seconds == 0.0
+    weights = Statistics(trainer.params, [])
+    weights.weight_norms()  # every other statistic is counted, by default
+    assert weights.seconds > 0
 
 
 def test_a_restored_run_keeps_the_last_epochs_other_metrics():

@@ -292,3 +292,23 @@ def test_every_finding_reads_as_the_snapshot_says():
     assert dx.verdict([]).startswith("doctor: no findings")
     findings = dx.diagnose(_cases()["dead fail"])
     assert dx.verdict(findings) == f"doctor: {findings[0].severity} {findings[0].title}"
+
+
+def test_layers_sort_in_network_order_unnumbered_ones_first():
+    layers = ["dense_10", "dense_2", "residual_0", "dense_0", "input"]
+    assert sorted(layers, key=dx._network_order) == [
+        "input", "dense_0", "residual_0", "dense_2", "dense_10"
+    ]  # fmt: skip
+    assert dx._network_order("dense_3") == (3, "dense_3")
+    assert dx._network_order("input") == (-1, "input")
+    assert dx._index("dense_12") == 12 and dx._index("a/b") is None
+
+
+def test_the_failing_tag_names_only_the_fail_findings():
+    warn = dx.Finding("underfitting", WARN, "t", "e", ())
+    fail = dx.Finding("symmetry", FAIL, "t", "e", ())
+    assert dx.failing_tag([warn, fail]) == "symmetry"
+    assert (
+        dx.failing_tag([warn]) == "none"
+        and dx.findings_tag([warn, fail]) == "underfitting,symmetry"
+    )

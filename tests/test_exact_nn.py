@@ -1069,3 +1069,27 @@ def test_output_statistics_are_numpys_min_max_and_mean_in_every_dtype():
         logits = (rng.standard_normal((97, 3)) * 3 + 0.1).astype(dtype)
         expected = [float(logits.min()), float(logits.max()), float(logits.mean())]
         assert output_values(logits, None, 0) == expected
+    # float16 sums in float32, as NumPy's mean does: 2049 is not a float16 (it rounds to 2048)
+    halves = np.array([[2048.0, 1.0, 0.0]], np.float16)
+    assert output_values(halves, None, 0) == [0.0, 2048.0, 683.0] and halves.mean() == 683.0
+
+
+def test_the_predicted_class_histogram_takes_a_column_and_needs_the_predictions():
+    from nnexp.nn.stats import output_values
+
+    logits = np.zeros((4, 1), np.float32)
+    column = np.array([[1], [0], [1], [1]])  # (batch, 1), as a binary model predicts
+    assert output_values(logits, column, 2) == [0.0, 0.0, 0.0, 0.25, 0.75]
+    with pytest.raises(
+        AssertionError, match=r"^a classifier's output statistics need its predictions$"
+    ):
+        output_values(logits, None, 2)
+    w = Parameter("dense_0/W", np.ones((2, 2)))
+    with pytest.raises(AssertionError, match=r"^the output statistics need the step's logits$"):
+        StepStats([w], [], ("output",), classes=0).sample([1.0], 0.1)
+
+
+def test_the_optimizers_default_learning_rates():
+    params = [Parameter("dense_0/W", np.ones((2, 2)))]
+    assert SGD(params).lr == 0.1
+    assert RMSprop(params).lr == 0.001 and Adam(params).lr == 0.001
