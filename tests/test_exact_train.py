@@ -137,7 +137,7 @@ def test_progress_bar_shows_the_latest_metrics_and_closes(capsys):
     trainer = _FakeTrainer(epochs=3)
     trainer.epoch = 1
     bar.on_fit_start(trainer)
-    assert bar._bar.total == 3 and bar._bar.n == 1
+    assert bar._bar.total == 3 and bar._bar.n == 1 and bar._bar.unit == "epoch"
     bar.on_epoch_end(trainer, 2, {"train/loss": 0.123456, "val/loss": 2.0, "val/acc": 0.5})
     assert bar._bar.n == 2
     assert bar._bar.postfix == "loss=0.1235, val_loss=2, val_acc=0.5"
