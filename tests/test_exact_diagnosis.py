@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from nnexp.names import activation_key, grad_norm_key, update_ratio_key
+from nnexp.names import activation_key, grad_norm_key, underflow_key, update_ratio_key
 from nnexp.train import diagnosis as dx
 from nnexp.train.diagnosis import FAIL, THRESHOLDS, WARN, RunFacts
 
@@ -225,6 +225,22 @@ def test_input_not_standardized_needs_the_setting_a_symptom_and_no_divergence():
     assert dx.input_not_standardized(facts(rows(6, train__loss=1.0), raw)) is None
 
 
+def test_underflow_is_the_worst_layers_median_at_or_above_half_ties_to_the_first():
+    def run(**layers: list[float]) -> RunFacts:
+        return facts(rows(3, **{underflow_key(k): v for k, v in layers.items()}))
+
+    assert dx.underflow(run(dense_0=[0.5, 0.5, 0.0])) is not None  # the median: 0.5, the limit
+    assert dx.underflow(run(dense_0=[0.49, 0.6, 0.0])) is None
+    assert dx.underflow(facts(rows(3, train__loss=1.0))) is None  # not a mixed run
+    tie = dx.underflow(run(dense_10=[0.7] * 3, dense_2=[0.7] * 3, dense_1=[0.6] * 3))
+    assert tie.evidence.startswith(
+        "amp/underflow/dense_2 = 0.7 (median"
+    )  # of equal medians, the first layer
+    worst = dx.underflow(run(dense_0=[0.6, 0.6, math.nan], dense_1=[0.9, 1.0, 0.8]))
+    assert worst.evidence == "amp/underflow/dense_1 = 0.9 (median over epochs; trainer.loss_scale=)"
+    assert worst.fix == ("trainer.loss_scale=dynamic",) and worst.severity == FAIL
+
+
 def test_diagnose_puts_failures_first_and_drops_what_another_finding_explains():
     raw = {"dataset.standardize": "false", "model.init": "zeros"}
     rising = rows(6, train__loss=[1.0, 1.0, 1.0, 1.0, 2.0, 2.0])
@@ -267,6 +283,10 @@ def _cases() -> dict[str, RunFacts]:
         "overfitting": facts(rows(3, train__loss=[1.0, 0.5, 0.2], val__loss=[0.5, 0.4, 0.6])),
         "underfitting": facts(rows(2, train__acc=0.26), task="multiclass", n_classes=4),
         "input": facts(rising, {"dataset.standardize": "False"}),
+        "underflow": facts(
+            rows(3, **{underflow_key("dense_0"): [0.9, 0.6, 0.0], underflow_key("dense_1"): 0.1}),
+            {"trainer.loss_scale": "none"},
+        ),
     }
 
 

@@ -368,3 +368,25 @@ def test_the_config_resolvers_registered_again_give_what_the_configs_use(monkeyp
         for n in names:
             OmegaConf.clear_resolver(n)
         register_configs()
+
+
+def test_unknown_keys_are_the_attributes_beyond_the_schema_at_any_depth_sorted():
+    from nnexp.schema import unknown_keys
+
+    @dataclass
+    class Inner:
+        a: int = 1
+
+    @dataclass
+    class Outer:
+        inner: Inner
+        b: int = 2
+
+    config = Outer(Inner())
+    assert unknown_keys(config) == []
+    config.zeta, config._private = 1, 2  # what +zeta=1 forces in; private names are ours
+    config.inner.extra = 3
+    config.alpha = 4
+    assert unknown_keys(config) == ["alpha", "inner.extra", "zeta"]
+    assert unknown_keys(config.inner, "model.") == ["model.extra"]
+    assert unknown_keys(Outer) == [] and unknown_keys({"x": 1}) == []  # a class, not a dataclass
