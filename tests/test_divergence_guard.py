@@ -217,3 +217,60 @@ def test_what_is_out_of_range_the_initialization_at_a_gain_above_1e3_the_input_a
     assert likely_cause(0.0, np.array([[1e3, -1001.0]])) == "input"
     assert likely_cause(0.0, np.array([[np.nan, 2e3]])) == "input"
     assert likely_cause(0.0, np.zeros((0, 2))) == "learning rate"
+
+
+def _weight(name: str, value, decay: bool = True):
+    from nnexp.nn import Parameter
+
+    return Parameter(name, np.asarray(value), decay=decay)
+
+
+def test_initial_gain_multiplies_each_weight_matrix_std_times_root_fan_in():
+    import math
+    import warnings
+
+    from nnexp.train.divergence import initial_gain
+
+    assert initial_gain([]) == (0.0, "", 0.0)
+    half = np.array([[0.5, -0.5], [-0.5, 0.5], [0.5, -0.5], [-0.5, 0.5]])  # std 0.5, fan_in 4: 1
+    quarter = half / 2  # gain 0.5
+    params = [
+        _weight("dense_0/W", half), _weight("dense_0/b", np.full(2, 1e9), decay=False),
+        _weight("odd/v", np.full(3, 1e9)), _weight("empty/W", np.zeros((0, 2))),
+        _weight("dense_1/W", quarter), _weight("dense_2/W", half),
+    ]  # fmt: skip
+    log_gain, worst, gain = initial_gain(params)  # biases, vectors and empty arrays skipped
+    assert math.isclose(log_gain, math.log10(0.5)) and (worst, gain) == ("dense_0/W", 1.0)
+    assert initial_gain([_weight("d/W", np.zeros((2, 2)))]) == (-math.inf, "", 0.0)
+    big = np.array([[1e20, -1e20], [-1e20, 1e20]], np.float32)  # squares overflow float32
+    log_gain, worst, gain = initial_gain([_weight("d/W", big)])
+    assert math.isclose(log_gain, 20 + math.log10(math.sqrt(2)), rel_tol=1e-6)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # an Inf weight is an answer, not a warning
+        log_gain, worst, gain = initial_gain([_weight("d/W", np.array([[np.inf, 0.0]] * 2))])
+    assert log_gain == math.inf and worst == "d/W" and math.isnan(gain)
+
+
+def test_a_non_finite_loss_names_the_non_finite_weight_first():
+    model = mlp(3, [4], 1, activation="identity", seed=1)
+    params = list(model.parameters())
+    guard = DivergenceGuard(model, params, Constant(0.1), RESULTS)
+    guard.begin_epoch(1, lr=0.1, batches=2, first_step=1)
+    params[2].value[0, 0] = np.nan  # dense_1/W
+    with pytest.raises(NonFiniteError) as err:
+        guard.check_loss(float("nan"), np.ones((2, 3), np.float32), step=1)
+    assert "the loss is nan at dense_1/W (lr=0.1)" in str(err.value)
+
+
+def test_the_guard_checks_unpacked_parameters_array_by_array():
+    from nnexp.nn import Parameter
+
+    w, b = Parameter("d/W", np.ones((2, 2)), decay=True), Parameter("d/b", np.zeros(2))
+    model = mlp(2, [], 2, activation="identity", seed=0)
+    guard = DivergenceGuard(model, [w, b], Constant(0.1), RESULTS)
+    guard.begin_epoch(1, lr=0.1, batches=1, first_step=1)
+    guard.check_gradients(1)
+    guard.check_weights(1)
+    b.grad[1] = np.inf
+    with pytest.raises(NonFiniteError, match="the gradient is not finite at d/b"):
+        guard.check_gradients(1)
