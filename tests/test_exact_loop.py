@@ -232,3 +232,46 @@ def test_mixed_precision_measures_underflow_on_the_sampled_steps():
     unscaled, scaled = _underflow("none"), _underflow("dynamic")
     assert len(unscaled) == 13 and unscaled["amp/underflow/dense_0"] > 0.3
     assert scaled.keys() == unscaled.keys() and max(scaled.values()) == 0.0
+
+
+def test_with_clipping_by_norm_statistics_still_sample_every_k_steps():
+    model = mlp(2, [5], 1, activation="tanh", seed=3)
+    trainer = Trainer(
+        model, SigmoidBCE(), SGD(list(model.parameters()), lr=0.1), Constant(0.1), _binary(),
+        TrainSettings(epochs=1, batch_size=8, stats=("grad_norm",), stats_every=2, clip_norm=1.0),
+    )  # fmt: skip
+    trainer.fit()  # 5 steps, numbered 0-4 as they start: 0, 2 and 4 are sampled
+    assert trainer.statistics.current._count == 3
+
+
+def test_a_batch_normalized_models_batches_are_never_of_one_row():
+    def sizes(rows: int, batch_norm: bool) -> list[int]:
+        model = mlp(2, [5], 1, activation="tanh", batch_norm=batch_norm, seed=3)
+        trainer = Trainer(
+            model, SigmoidBCE(), SGD(list(model.parameters()), lr=0.1), Constant(0.1),
+            _binary(rows), TrainSettings(epochs=1, batch_size=4, stats=()),
+        )  # fmt: skip
+        return [len(b) for b in trainer._batches()]
+
+    assert sizes(10, batch_norm=True) == [4, 4, 2]  # two rows normalize
+    assert sizes(9, batch_norm=True) == [4, 5]  # one would not: folded into the last batch
+    assert sizes(5, batch_norm=True) == [5]
+    assert sizes(9, batch_norm=False) == [4, 4, 1]
+
+
+def test_a_fresh_trainer_has_no_stop_reason_and_guards_with_its_schedule():
+    trainer = _trainer(lr=0.1)
+    assert trainer.stop_reason == "" and trainer.guard.schedule is trainer.schedule
+    trainer.fit()
+    assert trainer.stop_reason == ""  # ran all its epochs
+    assert Statistics(trainer.params, []).classes == 0  # a regressor's, by default
+
+
+def test_evaluating_overflowing_weights_is_quiet_the_guard_reports_it():
+    trainer = _trainer(lr=0.1)
+    for p in trainer.params:
+        p.value[...] = 3e38  # float32 products overflow to Inf
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        metrics = trainer.evaluate("val")
+    assert not np.isfinite(metrics["val/loss"])
