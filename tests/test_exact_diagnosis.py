@@ -332,3 +332,53 @@ def test_the_failing_tag_names_only_the_fail_findings():
         dx.failing_tag([warn]) == "none"
         and dx.findings_tag([warn, fail]) == "underfitting,symmetry"
     )
+
+
+# --- found by the complete mutation run ----------------------------------------------------------
+
+
+def test_dense_layers_and_activation_stats_come_in_network_order():
+    history = rows(1, **{
+        grad_norm_key("dense_10/W", "mean"): 1.0, grad_norm_key("dense_2/b", "mean"): 1.0,
+        grad_norm_key("dense_2/W", "mean"): 1.0, grad_norm_key("proj_1/W", "mean"): 1.0,
+        grad_norm_key("dense_1/W", "max"): 1.0, "val/loss": 1.0,
+    })  # fmt: skip
+    assert dx._dense_layers(facts(history)) == ["dense_2", "dense_10"]
+    acts = rows(1, **{activation_key(a, "std"): 1.0 for a in ("relu_10", "relu_2", "tanh_0")})
+    assert dx._activation_stat(facts(acts), "std") == [
+        (activation_key("tanh_0", "std"), "tanh_0"),
+        (activation_key("relu_2", "std"), "relu_2"),
+        (activation_key("relu_10", "std"), "relu_10"),
+    ]
+    assert facts([]).param("nothing") == ""
+
+
+def test_the_gradient_ratio_is_first_over_last_of_three_layers():
+    history = rows(3)
+    for row, first, last in zip(history, [1e-3, 2e-3, 3e-3], [2.0, 4.0, 6.0], strict=True):
+        row[grad_norm_key("dense_0/W", "mean")] = first
+        row[grad_norm_key("dense_1/W", "mean")] = 1.0
+        row[grad_norm_key("dense_2/W", "mean")] = last
+    assert dx.gradient_ratio(facts(history)) == (5e-4, "dense_0", "dense_2", 1)
+
+
+def test_a_normal_init_at_scale_ten_takes_the_blame_and_the_evidence_stops_at_the_cause():
+    assert dx.divergence_cause(facts([], {"model.init": "normal", "model.init_scale": "10"})) == (
+        dx.CAUSE_INIT
+    )
+    error = (
+        "NonFiniteError: training diverged at epoch 1, step 2 (batch 2 of 4): the loss is nan "
+        "(lr=0.1). Likely cause: the initialization, not the learning rate — ..."
+    )
+    finding = dx.diverged(facts([], diverged=True, error=error, cause=dx.CAUSE_INIT))
+    assert finding.evidence == (
+        "training diverged at epoch 1, step 2 (batch 2 of 4): the loss is nan (lr=0.1)."
+    )
+
+
+def test_constant_activations_name_the_first_layer_and_its_first_epoch():
+    history = rows(2, **{activation_key("tanh_0", "std"): [0.0, 0.5]})
+    found = dx.symmetry(facts(history, {"model.activation": "tanh", "model.init": "zeros"}))
+    assert found.evidence == (
+        f"model.init=zeros; {activation_key('tanh_0', 'std')} = 0 at epoch 1 (constant activations)"
+    )
