@@ -317,3 +317,48 @@ def test_a_tracked_run_gets_a_tracker_with_the_runs_settings(tmp_path):
     )  # fmt: skip
     files = other.callbacks[-2].inner.files
     assert (files.register_as, files.checkpoint_keep) == ("moons-mlp", None)  # 0 keeps all
+
+
+def test_debug_options_overfit_rows_and_limit_batches_reach_the_run():
+    from nnexp.data import MoonsSpec
+
+    small = TrainerConfig(
+        epochs=2, batch_size=8, progress=False, overfit_batches=2, limit_batches=3
+    )
+    cfg = _cfg(dataset=MoonsSpec(n_samples=200), trainer=small)
+    assert b.overfit_rows(cfg) == 16 and b.overfit_rows(_cfg()) is None
+    built, full = b.build(cfg), b.build(_cfg(dataset=MoonsSpec(n_samples=200)))
+    np.testing.assert_array_equal(built.data.X_train, full.data.X_train[:16])
+    np.testing.assert_array_equal(built.data.y_train, full.data.y_train[:16])
+    assert len(full.data.X_train) > 16 and built.data.X_val.shape == full.data.X_val.shape
+    assert (
+        b.train_settings(cfg).limit_batches == 3 and b.train_settings(_cfg()).limit_batches is None
+    )
+
+
+def test_the_checkpointer_keeps_what_checkpoint_keep_says_and_0_keeps_all(tmp_path):
+    from nnexp.train import Checkpointer
+
+    def keep(value: int) -> int | None:
+        cfg = _cfg(
+            trainer=TrainerConfig(epochs=2, batch_size=16, progress=False, checkpoint_keep=value)
+        )
+        trainer = b.build_trainer(cfg, b.build(cfg), b.Job(tmp_path, [], {}, tmp_path, "k"))
+        (checkpointer,) = [c for c in trainer.callbacks if isinstance(c, Checkpointer)]
+        return checkpointer.keep
+
+    assert (keep(2), keep(0)) == (2, None)
+
+
+def test_the_doctors_tags_go_to_the_trackers_run_and_a_sweepless_run_keeps_its_name(tmp_path):
+    built = b.build(_cfg())
+    sent = []
+    tracker = type("Tracker", (), {"run_id": "r1", "send_tags": lambda self, t: sent.append(t)})()
+    verdict = b.doctor_verdict(built, b.Job(tmp_path, [], {}, tmp_path, "k"), tracker)
+    verdict.report([])
+    assert sent == [{"doctor.findings": "none", "doctor.failing": "none"}]
+    untracked = b.doctor_verdict(built, b.Job(tmp_path, [], {}, tmp_path, "k"))
+    untracked.report([])  # no tracker: nothing to send, and no error
+    cfg = _cfg(tracking=TrackingConfig(enabled=True, uri="sqlite:///x.db"))
+    tracker = b.build_tracker(cfg, b.build(cfg), b.Job(tmp_path, [], {}, tmp_path, "k"))
+    assert tracker.run_name is None and tracker.dataset.source == "sklearn.datasets.make_moons"

@@ -9,6 +9,7 @@ these messages end to end."""
 from __future__ import annotations
 
 import pytest
+from conftest import small_config
 
 from nnexp.config import (
     AdamConfig,
@@ -385,3 +386,42 @@ def test_schema_class_names_are_the_registry_names_in_camel_case():
 
     assert _camel("reduce_on_plateau") == "ReduceOnPlateau"
     assert _camel("adamw") == "Adamw" and _camel("") == ""
+
+
+def test_trainer_early_stopping_keys_win_over_their_alias_and_need_patience():
+    from nnexp.config import Config, EarlyStoppingConfig, EarlyStoppingSettings, TrainerConfig
+
+    def cfg(es: EarlyStoppingConfig, **reg) -> Config:
+        return small_config(
+            trainer=TrainerConfig(epochs=2, early_stopping=es),
+            regularization=RegularizationConfig(**reg),
+        )
+
+    assert cfg(EarlyStoppingConfig()).early_stopping() is None
+    mine = cfg(EarlyStoppingConfig(patience=4, min_delta=0.1, restore_best=False),
+               early_stopping=True, patience=9, min_delta=0.5, restore_best=True)  # fmt: skip
+    assert mine.early_stopping() == EarlyStoppingSettings(4, 0.1, False)
+    alias = cfg(EarlyStoppingConfig(), early_stopping=True, patience=9, min_delta=0.5)
+    assert alias.early_stopping() == EarlyStoppingSettings(9, 0.5, True)
+    for key, value in (("min_delta", 0.1), ("restore_best", False)):
+        with pytest.raises(ConfigError) as info:
+            cfg(EarlyStoppingConfig(**{key: value}))
+        assert str(info.value) == (
+            f"trainer.early_stopping.{key}={value!r}: early stopping is off: turn it on with "
+            "trainer.early_stopping.patience=N"
+        )
+    cfg(EarlyStoppingConfig(min_delta=0.1), early_stopping=True)  # on by its alias: fine
+    with pytest.raises(ConfigError, match=r"^trainer\.early_stopping\.patience=0: must be >= 1"):
+        EarlyStoppingConfig(patience=0)
+    with pytest.raises(ConfigError, match=r"^tags='a#b': "):
+        small_config(tags="a#b")  # the tags are checked with the rest of the config
+
+
+def test_tag_values_keep_their_case_and_booleans_are_lower_case():
+    from nnexp.config import user_tags
+
+    assert user_tags({"team": "ABC", "dev": True, "n": 2}) == {
+        "team": "ABC",
+        "dev": "true",
+        "n": "2",
+    }
