@@ -402,3 +402,18 @@ def test_deterministic_blas_restores_the_previous_limit():
     assert blas_tags()["blas.threads"] == before
     with deterministic_blas(False):
         assert blas_tags()["blas.threads"] == before
+
+
+def test_a_metric_without_a_split_and_the_refusals_word_for_word():
+    from nnexp.objective import Objective, direction_of
+
+    assert direction_of("loss") == "min" and direction_of("acc") == "max"
+    with pytest.raises(ValueError) as info:
+        direction_of("val/nope")
+    assert str(info.value) == (
+        "no known direction for 'nope' (known: loss (min), rmse (min), acc (max)); "
+        "set trainer.objective_mode=min or max"
+    )
+    with pytest.raises(ValueError) as info:
+        Objective("val/loss", "up")
+    assert str(info.value) == "objective direction 'up': allowed: min, max"

@@ -390,3 +390,26 @@ def test_unknown_keys_are_the_attributes_beyond_the_schema_at_any_depth_sorted()
     assert unknown_keys(config) == ["alpha", "inner.extra", "zeta"]
     assert unknown_keys(config.inner, "model.") == ["model.extra"]
     assert unknown_keys(Outer) == [] and unknown_keys({"x": 1}) == []  # a class, not a dataclass
+
+
+def test_a_two_sided_bound_reads_as_an_interval_unless_asked_otherwise():
+    from nnexp.schema import bounded, check_fields, check_value
+
+    def fail(key, value, allowed):
+        return ValueError(f"{key}={value!r}: {allowed}")
+
+    @dataclass
+    class Limited:
+        k: int = bounded(0, ge=0, le=10)
+
+    rules = fields(Limited)[0].metadata
+    for call, message in (
+        (lambda: check_value("k", 11, rules, fail), "k=11: must be in [0, 10]"),
+        (lambda: check_value("k", 11, rules, fail, interval=False), "k=11: must be >= 0 and <= 10"),
+        (lambda: check_fields(Limited(11), Limited, fail), "k=11: must be in [0, 10]"),
+        (lambda: check_fields(Limited(11), Limited, fail, interval=False),
+         "k=11: must be >= 0 and <= 10"),
+    ):  # fmt: skip
+        with pytest.raises(ValueError) as info:
+            call()
+        assert str(info.value) == message
