@@ -981,3 +981,46 @@ def test_a_datasets_source_is_its_maker_or_the_configured_path():
 
     assert dataset_source(MoonsSpec()) == "sklearn.datasets.make_moons"
     assert dataset_source(FileSpec(path="data/rows.csv")) == "data/rows.csv"  # as configured
+
+
+def test_a_fifo_or_an_unreadable_file_as_the_path_is_refused_naming_it(tmp_path, monkeypatch):
+    import errno
+    import os
+
+    from nnexp.data.files import resolve_path
+
+    fifo = tmp_path / "rows.csv"
+    os.mkfifo(fifo)
+    with pytest.raises(DatasetError) as info:
+        resolve_path(str(fifo))
+    assert str(info.value) == (
+        f"dataset.path={str(fifo)!r}: is not a regular file (a FIFO, socket or device)"
+    )
+    locked = tmp_path / "locked.csv"
+    locked.write_text("a,b\n1,2\n")
+
+    def refuse(self, *args, **kwargs):
+        raise OSError(errno.EACCES, "Permission denied")
+
+    monkeypatch.setattr(Path, "open", refuse)
+    with pytest.raises(DatasetError) as info:
+        resolve_path(str(locked))
+    assert str(info.value) == f"dataset.path={str(locked)!r}: cannot be read (Permission denied)"
+
+
+def test_a_file_of_fewer_than_ten_rows_is_too_few_to_split(tmp_path):
+    from nnexp.data import FileSpec
+
+    def rows(n: int) -> str:
+        path = tmp_path / f"rows{n}.csv"
+        path.write_text("a,target\n" + "".join(f"{i},{i % 2}\n" for i in range(n)))
+        return str(path)
+
+    few = rows(9)
+    with pytest.raises(DatasetError) as info:
+        prepare(FileSpec(path=few))
+    assert str(info.value) == (
+        f"dataset.path={few!r}: 9 rows, too few to split into training, validation and test "
+        "sets: at least 10 are needed"
+    )
+    assert len(prepare(FileSpec(path=rows(10))).y_train) > 0  # ten is enough
