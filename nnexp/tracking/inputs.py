@@ -2,7 +2,12 @@
 one `mlflow.data` NumPy dataset per split the run used — training, validation, test — under the
 dataset's name, with MLflow's digest of the arrays, their shapes (the profile and schema), the
 source (a file's path, or the generator: a code source naming it) and the task as a tag. The
-runs table's Dataset column shows them; runs trained on the same rows share a digest."""
+runs table's Dataset column shows them; runs trained on the same rows share a digest.
+
+Runs of one experiment share each dataset row, so parallel jobs of a sweep race to create it:
+MLflow's SQL store looks the dataset up, then inserts it, and the loser of the race gets a
+unique-constraint error. Its whole transaction is rolled back, so the call is simply sent again;
+the second time the lookup finds the winner's row."""
 
 from __future__ import annotations
 
@@ -54,4 +59,26 @@ def log_dataset(client: MlflowClient, run_id: str, record: DatasetRecord) -> Non
         )
         tags = [InputTag(DATASET_CONTEXT_TAG, context), InputTag(DATASET_TASK_TAG, record.task)]
         inputs.append(DatasetInput(dataset=dataset, tags=tags))
-    client.log_inputs(run_id, datasets=inputs)
+    _send(client, run_id, inputs)
+
+
+RACE_ATTEMPTS = 5  # each lost race means another job's row is now committed: few are needed
+
+
+def lost_a_race(exc: BaseException) -> bool:
+    """Did the store refuse because a parallel job inserted the same row first? (sqlite and
+    MySQL drivers name it IntegrityError; PostgreSQL's, UniqueViolation.)"""
+    text = str(exc)
+    return "IntegrityError" in text or "UniqueViolation" in text
+
+
+def _send(client: MlflowClient, run_id: str, inputs: list) -> None:
+    from mlflow.exceptions import MlflowException
+
+    for attempt in range(1, RACE_ATTEMPTS + 1):
+        try:
+            client.log_inputs(run_id, datasets=inputs)
+            return
+        except MlflowException as exc:  # the store answered: only a lost race is worth a retry
+            if attempt == RACE_ATTEMPTS or not lost_a_race(exc):
+                raise
