@@ -7,11 +7,18 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from tqdm import tqdm
+
+# In-process progress bars share a thread lock, not tqdm's default multiprocessing one: mutmut
+# forks every mutant's test run from one process, so that semaphore is shared by all the forks,
+# and one killed while holding it hung every later bar (each recorded as a "timeout").
+tqdm.set_lock(threading.RLock())
 
 
 def cli_env() -> dict[str, str]:

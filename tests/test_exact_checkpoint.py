@@ -384,3 +384,57 @@ def test_a_full_disk_names_the_checkpoint_and_leaves_nothing_behind(tmp_path, mo
         save_checkpoint(path, {"epoch": np.asarray(1)})
     assert err.value.filename == str(path)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_checkpoint_is_written_to_a_hidden_temporary_beside_it_then_renamed(
+    tmp_path, monkeypatch
+):
+    renamed: list[tuple[str, str]] = []
+    real = os.replace
+
+    def spy(src, dst):
+        renamed.append((str(src), str(dst)))
+        real(src, dst)
+
+    monkeypatch.setattr(ckpt.os, "replace", spy)
+    path = save_checkpoint(tmp_path / "last.npz", _trained())
+    ((src, dst),) = renamed
+    assert dst == str(path) and Path(src).parent == tmp_path  # one filesystem: atomic
+    assert Path(src).name.startswith(".last-") and src.endswith(".tmp")
+
+
+def test_a_directory_that_cannot_be_opened_to_sync_does_not_fail_the_write(tmp_path, monkeypatch):
+    real = os.open
+
+    def no_directories(path, flags, *args):
+        if Path(path).is_dir():
+            raise PermissionError(13, "Permission denied")
+        return real(path, flags, *args)
+
+    monkeypatch.setattr(ckpt.os, "open", no_directories)
+    path = save_checkpoint(tmp_path / "last.npz", _trained())
+    assert int(load_checkpoint(path)["epoch"]) == 2
+
+
+def test_meta_keeps_flags_as_booleans_and_numpy_numbers_as_plain_floats():
+    model = mlp(3, [4], 1, seed=3)
+    opt = SGD(list(model.parameters()), lr=0.1, momentum=0.9, nesterov=True)
+    opt.lr = np.float32(0.5)  # a schedule may leave a NumPy scalar
+    settings = TrainSettings(epochs=2, batch_size=16, seed=5)
+    trainer = Trainer(model, SigmoidBCE(), opt, Constant(0.1), _splits(), settings, [])
+    numbers = ckpt.trained_with(trainer)["hyperparameters"]
+    assert numbers["nesterov"] is True
+    assert type(numbers["lr"]) is float and numbers["lr"] == 0.5
+    assert type(numbers["momentum"]) is float
+
+
+def test_a_checkpoint_past_the_runs_epochs_and_a_foreign_rng_state_are_named():
+    state = _trained(epochs=3)
+    assert _restore_refused(_trainer(epochs=2), state) == (
+        "ckpt.npz: is at epoch 3, past trainer.epochs=2: nothing to train; "
+        "set trainer.epochs above 3 to train on"
+    )
+    other = json.loads(str(state["rng"])) | {"bit_generator": "SFC64"}  # another generator's
+    foreign = state | {"rng": np.array(json.dumps(other))}
+    message = _restore_refused(_trainer(epochs=4), foreign, source="run.npz")
+    assert message.startswith("run.npz: rng is not a PCG64 state (")

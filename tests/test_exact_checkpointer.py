@@ -92,6 +92,8 @@ def test_a_live_writer_on_this_host_blocks_and_a_killed_one_does_not(tmp_path):
         assert str(err.value) == expected
         with pytest.raises(CheckpointError):
             check_unlocked(tmp_path)
+        with pytest.raises(subprocess.TimeoutExpired):  # asked if it lives (signal 0): alive
+            writer.wait(timeout=0.5)
         unlock(tmp_path)  # another process's lock stays
         assert json.loads((tmp_path / LOCK).read_text())["pid"] == writer.pid
     finally:
@@ -320,6 +322,70 @@ def test_statistics_count_the_gradient_norms_time_unless_clipping_alone_wants_th
     weights = Statistics(trainer.params, [])
     weights.weight_norms()  # every other statistic is counted, by default
     assert weights.seconds > 0
+
+
+def test_the_trainer_counts_the_gradient_norms_of_a_sampled_step_only():
+    trainer = _trainer(epochs=1)
+    trainer.fit()  # gradients to measure
+    trainer.settings.clip_norm = 100.0
+    trainer.statistics.seconds = 0.0
+    assert len(trainer._clip(1, sample=False)) == len(trainer.params)  # clipping wants them
+    assert trainer.statistics.seconds == 0.0
+    trainer._clip(2, sample=True)
+    assert trainer.statistics.seconds > 0
+
+
+def test_keep_2_keeps_last_and_the_newest_epoch_file(tmp_path):
+    _trainer(epochs=3, callbacks=[Checkpointer(tmp_path, every=1, keep=2)]).fit()
+    assert sorted(p.name for p in tmp_path.glob("*.npz")) == [
+        "best.npz", "epoch_0003.npz", "last.npz"
+    ]  # fmt: skip
+
+
+def test_keep_1_never_writes_an_epoch_file_it_would_delete(tmp_path, monkeypatch):
+    from nnexp.train import checkpointer
+
+    written: list[str] = []
+    real = checkpointer.save_checkpoint
+
+    def spy(path, state):
+        written.append(Path(path).name)
+        return real(path, state)
+
+    monkeypatch.setattr(checkpointer, "save_checkpoint", spy)
+    _trainer(epochs=2, callbacks=[Checkpointer(tmp_path, every=1, keep=1)]).fit()
+    assert not [name for name in written if name.startswith("epoch_")]
+    assert sorted(p.name for p in tmp_path.glob("*.npz")) == ["best.npz", "last.npz"]
+
+
+class _LastOnDisk(Callback):
+    """After the checkpointer, at each epoch's end: the epoch that last.npz holds."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory, self.epochs = directory, []
+
+    def on_epoch_end(self, trainer, epoch, metrics) -> None:
+        self.epochs.append(int(load_checkpoint(self.directory / "last.npz")["epoch"]))
+
+
+def test_save_every_0_writes_every_epoch_even_when_the_clock_has_not_moved(tmp_path, monkeypatch):
+    from nnexp.train import checkpointer
+
+    monkeypatch.setattr(checkpointer.time, "monotonic", lambda: 100.0)  # a coarse clock
+    on_disk = _LastOnDisk(tmp_path)
+    _trainer(epochs=3, callbacks=[Checkpointer(tmp_path, save_every_s=0.0), on_disk]).fit()
+    assert on_disk.epochs == [1, 2, 3]
+
+
+def test_the_checkpointers_time_is_the_checkpoints_phase(tmp_path, monkeypatch):
+    monkeypatch.setattr(timing, "totals", {})
+    checkpointer = Checkpointer(tmp_path)
+    trainer = _trainer(epochs=1, callbacks=[checkpointer])
+    trainer.fit()
+    assert "checkpoints" in timing.totals
+    timing.totals.clear()
+    checkpointer.on_epoch_end(trainer, 1, {"val/loss": 1.0})
+    assert list(timing.totals) == ["checkpoints"]
 
 
 def test_a_restored_run_keeps_the_last_epochs_other_metrics():

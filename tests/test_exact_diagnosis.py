@@ -279,10 +279,20 @@ def _cases() -> dict[str, RunFacts]:
         "lr high by trend": facts(rising),
         "lr high by oscillation": facts(rows(8, train__loss=[1.0, 1.2] * 4)),
         "lr high by ratio": facts(rows(2, **{update_ratio_key("dense_0"): 0.5})),
+        "lr high by blowup and trend": facts(
+            rows(6, train__loss=[1.0, 1.0, 1.0, 90.0, 2.0, 2.0]), task="binary"
+        ),
         "lr low": facts(rows(3, train__loss=[1.0, 0.99, 0.98], **{update_ratio_key("d_0"): 1e-7})),
         "overfitting": facts(rows(3, train__loss=[1.0, 0.5, 0.2], val__loss=[0.5, 0.4, 0.6])),
         "underfitting": facts(rows(2, train__acc=0.26), task="multiclass", n_classes=4),
         "input": facts(rising, {"dataset.standardize": "False"}),
+        "input, two symptoms": facts(
+            [
+                row | {"train/loss": loss}  # a rising loss and exploding gradients
+                for row, loss in zip(grads(1e3, 1.0, n=6), [1.0] * 4 + [2.0] * 2, strict=True)
+            ],
+            {"dataset.standardize": "false"},
+        ),
         "underflow": facts(
             rows(3, **{underflow_key("dense_0"): [0.9, 0.6, 0.0], underflow_key("dense_1"): 0.1}),
             {"trainer.loss_scale": "none"},
@@ -382,3 +392,133 @@ def test_constant_activations_name_the_first_layer_and_its_first_epoch():
     assert found.evidence == (
         f"model.init=zeros; {activation_key('tanh_0', 'std')} = 0 at epoch 1 (constant activations)"
     )
+
+
+# --- boundaries and words the rules above leave open (mutation survivors at 1f4d0e8) ------------
+
+
+def _binary(losses: list[float], optimizer: str = "adam") -> RunFacts:
+    return facts(
+        rows(len(losses), train__loss=losses), {"optimizer.name": optimizer}, task="binary"
+    )
+
+
+def test_a_blowup_is_an_epoch_strictly_above_its_multiple_of_the_chance_loss():
+    chance_loss = math.log(2)  # binary: guessing costs ln 2
+    limit = THRESHOLDS["loss_blowup"] * chance_loss  # 69.3
+    assert dx._blowup(_binary([1.0, limit, 0.5])) is None  # exactly the limit: not above
+    assert dx._blowup(_binary([1.0, 0.9, 0.5])) is None  # a healthy run
+    # 100 is above 100 x ln 2 but below 100 / ln 2: the limit is a multiple of the chance loss.
+    found = dx.lr_too_high(_binary([1.0, 100.0, 0.5]))  # any optimizer, even with no trend
+    assert found.evidence == "train/loss = 100 at epoch 2, 144x the chance loss"
+    four = facts(rows(3, train__loss=[1.0, 200.0, 0.5]), task="multiclass", n_classes=4)
+    assert dx._blowup(four) == "train/loss = 200 at epoch 2, 144x the chance loss"
+    regression = facts(rows(3, train__loss=[1.0, 1e9, 0.5]), task="regression")
+    assert dx._blowup(regression) is None  # no chance loss to compare with
+
+
+def test_lr_too_high_compares_thirds_and_oscillation_at_its_share():
+    # Twelve epochs: thirds of four (mean 0.95, then 1.0: a rise beyond 5 %); quarters of three
+    # would see 1.0 and 1.0.
+    dipped = [1.0, 1.0, 1.0, 0.8, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0]
+    assert dx.lr_too_high(_binary(dipped)).evidence == (
+        "train/loss rose: mean 0.95 over the first third of the epochs, 1 over the last"
+    )
+    # Nine epochs, two rises of 20 % among eight pairs: exactly the share that counts.
+    wobbly = [1.0, 1.2, 1.0, 1.2, 1.0, 1.0, 1.0, 1.0, 1.0]
+    assert dx._oscillation(wobbly) == THRESHOLDS["oscillation"]
+    assert dx.lr_too_high(_binary(wobbly)).evidence == (
+        "train/loss rose by > 10 % in 25% of epochs (oscillating)"
+    )
+
+
+def test_lr_too_low_reads_the_optimizer_its_strict_limit_and_how_far_the_loss_fell():
+    def run(losses: list[float], ratio: float, optimizer: str = "sgd") -> RunFacts:
+        history = rows(len(losses), train__loss=losses, **{update_ratio_key("dense_0"): ratio})
+        return facts(history, {"optimizer.name": optimizer})
+
+    tiny = THRESHOLDS["update_ratio_low"] / 2
+    found = dx.lr_too_low(run([2.0, 1.8], tiny))
+    assert found.evidence == (
+        "update ratios: median 5e-06 over 1 layers (~1e-3 is healthy); "
+        "train/loss fell 10.0% over 2 epochs"
+    )  # (2.0 - 1.8) / 2.0, not / 1.8
+    assert dx.lr_too_low(run([2.0, 1.8], tiny, optimizer="adam")) is None
+    assert dx.lr_too_low(run([2.0, 1.8], THRESHOLDS["update_ratio_low"])) is None  # not below
+    # A first loss of 0 moved nothing, whatever came after: no division by it.
+    assert "fell 0.0% over 2 epochs" in dx.lr_too_low(run([0.0, 1.0], tiny)).evidence
+
+
+def test_update_ratios_all_zero_are_not_a_learning_rate_problem():
+    zero = facts(rows(2, train__loss=[1.0, 1.0], **{update_ratio_key("dense_0"): 0.0}))
+    assert dx.update_ratio(zero) is None and dx.lr_too_low(zero) is None
+
+
+def test_overfitting_needs_both_epochs_in_the_training_loss_a_fall_and_a_gap_above_its_limit():
+    val = [0.5, 0.4, 0.6]  # best at epoch 2, then up by half
+    without_best = rows(3, train__loss=[1.0, math.nan, 0.2], val__loss=val)
+    without_last = rows(3, train__loss=[1.0, 0.5, math.nan], val__loss=val)
+    assert dx.overfitting(facts(without_best)) is None
+    assert dx.overfitting(facts(without_last)) is None
+    level = rows(3, train__loss=[1.0, 0.2, 0.2], val__loss=val)  # gap and rise, no fall
+    assert dx.overfitting(facts(level)) is None
+    # val/loss 0.1 above a training loss of 0: exactly the gap (0.1 - 0.0 is 0.1 in floats).
+    at_gap = rows(3, train__loss=[1.0, 0.5, 0.0], val__loss=[0.5, 0.05, 0.1])
+    assert dx.overfitting(facts(at_gap)) is None
+
+
+def test_the_worst_underflowing_layer_of_ties_is_the_first_in_network_order():
+    layers = [f"dense_{i}" for i in range(8)]  # stored in a set: the order is not given
+    history = rows(3, **{underflow_key(layer): 0.75 for layer in layers})
+    assert dx.underflow(facts(history)).evidence.startswith("amp/underflow/dense_0 = 0.75")
+
+
+def test_the_verdict_lists_every_finding_by_severity_and_title():
+    assert dx.verdict([]) == (
+        "doctor: no findings (gradients, activations, learning rate and curves look healthy)"
+    )
+    findings = dx.diagnose(_cases()["zero init"]) + dx.diagnose(_cases()["overfitting"])
+    assert dx.verdict(findings) == (
+        "doctor: FAIL symmetry: identical units (zero initialization); WARN overfitting"
+    )
+
+
+class _Ended:
+    """What DoctorVerdict reads of a trainer: its history, and `diverged` (nan_policy=stop)."""
+
+    def __init__(self, history: list[dict[str, float]], diverged: str | None = None) -> None:
+        self.history, self.diverged = history, diverged
+
+
+def test_the_doctors_verdict_at_the_end_of_a_run_is_logged_and_reported(caplog):
+    reported: list[list] = []
+    doctor = dx.DoctorVerdict({"model.init": "he"}, "multiclass", 4, reported.append)
+    at_chance = _Ended(rows(2, train__acc=0.26))  # four classes: chance is 0.25
+    with caplog.at_level("INFO", logger="nnexp.train.diagnosis"):
+        doctor.on_fit_end(at_chance, {})
+    (record,) = caplog.records
+    assert record.levelname == "WARNING"
+    assert record.getMessage() == "nnexp: doctor: FAIL underfitting: training accuracy at chance"
+    assert [f.code for f in reported[0]] == ["underfitting"]
+    assert reported[0][0].evidence == "train/acc = 0.26 at epoch 2 (chance 0.25)"
+    caplog.clear()
+    with caplog.at_level("INFO", logger="nnexp.train.diagnosis"):
+        doctor.on_fit_end(_Ended(rows(2, train__acc=0.9)), {})
+    (record,) = caplog.records
+    assert record.levelname == "INFO" and record.getMessage().startswith("nnexp: doctor: no ")
+    assert reported[1] == []
+
+
+def test_a_failing_report_is_a_warning_and_ctrl_c_gets_no_verdict(caplog):
+    def refuse(findings: list) -> None:
+        raise OSError("store away")
+
+    doctor = dx.DoctorVerdict({}, "binary", None, refuse)
+    with caplog.at_level("INFO", logger="nnexp.train.diagnosis"):
+        doctor.on_exception(_Ended(rows(2, train__acc=0.9)), ValueError("boom"))
+    assert caplog.records[-1].getMessage() == (
+        "WARNING nnexp: could not record the doctor's findings: store away"
+    )
+    caplog.clear()
+    doctor.on_exception(_Ended(rows(2, train__acc=0.9)), KeyboardInterrupt())
+    assert not caplog.records
