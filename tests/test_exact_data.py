@@ -1024,3 +1024,48 @@ def test_a_file_of_fewer_than_ten_rows_is_too_few_to_split(tmp_path):
         "sets: at least 10 are needed"
     )
     assert len(prepare(FileSpec(path=rows(10))).y_train) > 0  # ten is enough
+
+
+@pytest.mark.parametrize(
+    ("error", "reason"),
+    [(OSError(5, "Input/output error"), "Input/output error"), (OSError("NFS gone"), "NFS gone")],
+)
+def test_a_file_failing_mid_read_names_the_path_and_the_systems_reason(
+    tmp_path, monkeypatch, error, reason
+):
+    from nnexp.data import FileSpec, files
+
+    path = tmp_path / "rows.csv"
+    path.write_text("a,target\n" + "".join(f"{i},{i % 2}\n" for i in range(20)))
+
+    def fail(*args):
+        raise error
+
+    monkeypatch.setitem(files._READERS, ".csv", fail)
+    with pytest.raises(DatasetError) as info:
+        files.load_file(FileSpec(path=str(path)))
+    assert str(info.value) == f"dataset.path={str(path)!r}: cannot be read ({reason})"
+
+
+def test_too_few_rows_from_a_spec_without_a_path_name_the_dataset(monkeypatch):
+    import importlib
+    from types import SimpleNamespace
+
+    from nnexp.data.dataset import Dataset
+
+    preparing = importlib.import_module("nnexp.data.prepare")  # the module, not the function
+
+    tiny = Dataset("tiny", np.zeros((5, 2)), np.arange(5) % 2, "binary", ["a", "b"], ["0", "1"])
+    monkeypatch.setattr(preparing, "load_dataset", lambda spec: tiny)
+    with pytest.raises(DatasetError) as info:
+        prepare(SimpleNamespace(name="tiny"))  # a generator's spec has no path
+    assert str(info.value) == (
+        "dataset: 5 rows, too few to split into training, validation and test sets: "
+        "at least 10 are needed"
+    )
+
+
+def test_split_indices_without_labels_needs_the_row_count():
+    with pytest.raises(ValueError) as info:
+        split_indices(None, 0.2, 0.1, seed=0)
+    assert str(info.value) == "split_indices: pass the row count n when y is None"

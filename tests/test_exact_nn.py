@@ -812,6 +812,24 @@ def test_gradient_norms_update_ratios_and_step_stats_exactly():
     assert not StepStats([w, b], [relu], ("nothing",))
 
 
+def test_step_stats_weight_norms_and_the_outputs_epoch_range_after_other_statistics():
+    w = Parameter("block_1/dense_0/W", np.array([[3.0, 4.0]]), decay=True)
+    b = Parameter("block_1/dense_0/b", np.array([1.0]))
+    want = ("grad_norm", "update_ratio", "weight_norm", "output")
+    stats = StepStats([w, b], [], want, classes=2)  # output/min sits past nine other columns
+    assert stats.other_keys == [
+        "update_ratio/block_1/dense_0", "weight_norm/block_1/dense_0",
+        "output/min", "output/max", "output/mean", "output/class_0", "output/class_1",
+    ]  # fmt: skip
+    stats.sample([1.0, 2.0], 0.5, [5.0, 1.0], np.array([[-1.0], [2.0]]), np.array([0, 1]))
+    stats.sample([1.0, 2.0], 0.5, [10.0, 1.0], np.array([[-3.0], [1.0]]), np.array([1, 1]))
+    summary = stats.summary()
+    assert summary["weight_norm/block_1/dense_0"] == 7.5  # the mean over the steps
+    assert summary["output/min"] == -3.0 and summary["output/max"] == 2.0  # the epoch's range
+    assert summary["output/mean"] == -0.25 and summary["output/class_1"] == 0.75
+    assert StepStats([w, b], [], ("output",)).other_keys[-1] == "output/mean"  # no classes
+
+
 def test_step_stats_keep_a_nan_visible_in_the_maximum():
     w = Parameter("dense_0/W", np.ones((1, 1)), decay=True)
     stats = StepStats([w], [], ("grad_norm",))
@@ -1038,6 +1056,50 @@ def test_a_residual_projection_is_a_decayed_weight_drawn_from_the_given_rng_in_t
     assert np.array_equal(projection(1), projection(1))
     assert projection(1, np.float64).dtype == np.float64
     assert Residual(Skip(), 4, 4).P is None  # equal widths: the identity, no parameter
+
+
+def test_a_residual_projections_defaults_he_normal_from_seed_0_and_its_init_kwargs():
+    from nnexp.nn.residual import Residual, Skip
+
+    default = Residual(Skip(), 3, 4).P.value
+    expected = initialize("he_normal", (3, 4), np.random.default_rng(0), np.float32)
+    np.testing.assert_array_equal(default, expected)
+    small = Residual(Skip(), 3, 4, init="normal", init_kwargs={"std": 1e-6}).P.value
+    assert np.abs(small).max() < 1e-5  # the std given, not normal's 0.01
+
+
+def test_mlp_gives_a_projection_its_init_kwargs_and_the_models_rng_after_the_dense_layer():
+    model = mlp(3, [4], 2, init="normal", init_kwargs={"std": 0.5}, residual=True, seed=7)
+    (projection,) = [m for m in model.modules if m.kind == "residual"]
+    rng = np.random.default_rng(7)
+    dense = initialize("normal", (3, 4), rng, np.float32, std=0.5)  # drawn first
+    np.testing.assert_array_equal(model.modules[1].W.value, dense)
+    expected = initialize("normal", (3, 4), rng, np.float32, std=0.5)
+    np.testing.assert_array_equal(projection.P.value, expected)
+    for a, b in zip(mlp(3, [4], 2).parameters(), mlp(3, [4], 2, seed=0).parameters(), strict=True):
+        np.testing.assert_array_equal(a.value, b.value)  # the default seed is 0
+
+
+def test_a_skip_called_alone_returns_the_block_and_shortcut_gradients_summed():
+    from nnexp.nn.residual import Skip
+
+    skip = Skip()
+    skip.shortcut_grad = np.array([[1.0, 2.0]])
+    np.testing.assert_array_equal(skip.backward(np.array([[3.0, 4.0]])), [[4.0, 6.0]])
+
+
+def test_a_residual_sum_in_evaluation_is_fresh_and_in_training_keeps_the_dtype():
+    from nnexp.nn.residual import Residual, Skip
+
+    skip = Skip()
+    block = Residual(skip, 2, 2)
+    x = np.ones((2, 2), dtype=np.float32)
+    skip.forward(x)
+    first = block.forward(x)
+    kept = first.copy()
+    block.forward(x * 5)
+    np.testing.assert_array_equal(first, kept)  # a later call does not overwrite it
+    assert block.forward(x, training=True).dtype == np.float32
 
 
 def test_the_loss_scaler_halves_on_overflow_doubles_after_clean_steps_and_keeps_its_state():
