@@ -128,6 +128,7 @@ def test_build_of_each_task():
     np.testing.assert_allclose(reg.data.y_train, (y - y.mean()) / y.std())
     np.testing.assert_allclose(reg.data.y_val, (reg.splits.y_val - y.mean()) / y.std())
     assert reg.data.y_scale == reg.y_scale and reg.data.y_train.dtype == np.float64
+    assert isinstance(reg.y_scale, float)  # one target: a number (the bundle's JSON), no array
     two = b.build(
         _cfg(dataset=RegressionSpec(n_samples=50, n_features=3, n_informative=2, n_targets=2))
     )
@@ -310,6 +311,14 @@ def test_a_tracked_run_gets_a_tracker_with_the_runs_settings(tmp_path):
         "test": (id(s.X_test), id(s.y_test)),
     }
     assert (tracker.files.register_as, tracker.files.checkpoint_keep) == (None, 3)  # defaults
+    sent: list[dict] = []
+    tracker.send_tags = sent.append  # the doctor's verdict tags this run, through its tracker
+    tracker.link.run_id = "abc"
+    from nnexp.train.diagnosis import DoctorVerdict
+
+    (doctor,) = [cb for cb in trainer.callbacks if isinstance(cb, DoctorVerdict)]
+    doctor.report([])
+    assert sent == [{"doctor.findings": "none", "doctor.failing": "none"}]
     other = b.build_trainer(
         replace(cfg, tracking=replace(cfg.tracking, register_as="moons-mlp"),
                 trainer=replace(cfg.trainer, checkpoint_keep=0)),

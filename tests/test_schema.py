@@ -8,7 +8,7 @@ import inspect
 import math
 import subprocess
 import sys
-from dataclasses import dataclass, fields
+from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
 from typing import ClassVar
 
@@ -187,6 +187,12 @@ def test_list_defaults_are_fresh_per_instance_and_readable():
     a.kinds.append("b")
     assert b.kinds == ["a"] and default_of(_Schema, "kinds") == ["a"]
     assert default_of(_Schema, "low") == 0.5
+
+    @dataclass
+    class Required:
+        name: str
+
+    assert default_of(Required, "name") is MISSING  # no default: none is made up
     assert default_of(TrainerConfig, "stats") == [
         "grad_norm",
         "update_ratio",
