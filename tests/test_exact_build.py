@@ -274,6 +274,7 @@ def test_the_trainer_gets_what_was_built_and_the_bundle_its_classes(tmp_path):
 def test_a_tracked_run_gets_a_tracker_with_the_runs_settings(tmp_path):
     import nnexp
     from nnexp.train.callbacks import EveryNEpochs
+    from nnexp.train.diagnosis import DoctorVerdict
 
     cfg = _cfg(
         tracking=TrackingConfig(
@@ -314,8 +315,6 @@ def test_a_tracked_run_gets_a_tracker_with_the_runs_settings(tmp_path):
     sent: list[dict] = []
     tracker.send_tags = sent.append  # the doctor's verdict tags this run, through its tracker
     tracker.link.run_id = "abc"
-    from nnexp.train.diagnosis import DoctorVerdict
-
     (doctor,) = [cb for cb in trainer.callbacks if isinstance(cb, DoctorVerdict)]
     doctor.report([])
     assert sent == [{"doctor.findings": "none", "doctor.failing": "none"}]

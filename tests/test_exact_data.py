@@ -991,37 +991,32 @@ def test_a_fifo_or_an_unreadable_file_as_the_path_is_refused_naming_it(tmp_path,
 
     fifo = tmp_path / "rows.csv"
     os.mkfifo(fifo)
-    with pytest.raises(DatasetError) as info:
-        resolve_path(str(fifo))
-    assert str(info.value) == (
-        f"dataset.path={str(fifo)!r}: is not a regular file (a FIFO, socket or device)"
+    _raises(
+        lambda: resolve_path(str(fifo)),
+        f"dataset.path={str(fifo)!r}: is not a regular file (a FIFO, socket or device)",
     )
-    locked = tmp_path / "locked.csv"
-    locked.write_text("a,b\n1,2\n")
+    locked = _csv(tmp_path, "a,b\n1,2\n", "locked.csv")
 
     def refuse(self, *args, **kwargs):
         raise OSError(errno.EACCES, "Permission denied")
 
     monkeypatch.setattr(Path, "open", refuse)
-    with pytest.raises(DatasetError) as info:
-        resolve_path(str(locked))
-    assert str(info.value) == f"dataset.path={str(locked)!r}: cannot be read (Permission denied)"
+    _raises(
+        lambda: resolve_path(locked), f"dataset.path={locked!r}: cannot be read (Permission denied)"
+    )
 
 
 def test_a_file_of_fewer_than_ten_rows_is_too_few_to_split(tmp_path):
-    from nnexp.data import FileSpec
-
     def rows(n: int) -> str:
-        path = tmp_path / f"rows{n}.csv"
-        path.write_text("a,target\n" + "".join(f"{i},{i % 2}\n" for i in range(n)))
-        return str(path)
+        return _csv(
+            tmp_path, "a,target\n" + "".join(f"{i},{i % 2}\n" for i in range(n)), f"{n}.csv"
+        )
 
     few = rows(9)
-    with pytest.raises(DatasetError) as info:
-        prepare(FileSpec(path=few))
-    assert str(info.value) == (
+    _raises(
+        lambda: prepare(FileSpec(path=few)),
         f"dataset.path={few!r}: 9 rows, too few to split into training, validation and test "
-        "sets: at least 10 are needed"
+        "sets: at least 10 are needed",
     )
     assert len(prepare(FileSpec(path=rows(10))).y_train) > 0  # ten is enough
 
@@ -1033,35 +1028,31 @@ def test_a_file_of_fewer_than_ten_rows_is_too_few_to_split(tmp_path):
 def test_a_file_failing_mid_read_names_the_path_and_the_systems_reason(
     tmp_path, monkeypatch, error, reason
 ):
-    from nnexp.data import FileSpec, files
+    from nnexp.data import files
 
-    path = tmp_path / "rows.csv"
-    path.write_text("a,target\n" + "".join(f"{i},{i % 2}\n" for i in range(20)))
+    path = _csv(tmp_path, GOOD)
 
     def fail(*args):
         raise error
 
     monkeypatch.setitem(files._READERS, ".csv", fail)
-    with pytest.raises(DatasetError) as info:
-        files.load_file(FileSpec(path=str(path)))
-    assert str(info.value) == f"dataset.path={str(path)!r}: cannot be read ({reason})"
+    _raises(
+        lambda: files.load_file(FileSpec(path=path)),
+        f"dataset.path={path!r}: cannot be read ({reason})",
+    )
 
 
 def test_too_few_rows_from_a_spec_without_a_path_name_the_dataset(monkeypatch):
     import importlib
     from types import SimpleNamespace
 
-    from nnexp.data.dataset import Dataset
-
     preparing = importlib.import_module("nnexp.data.prepare")  # the module, not the function
-
     tiny = Dataset("tiny", np.zeros((5, 2)), np.arange(5) % 2, "binary", ["a", "b"], ["0", "1"])
     monkeypatch.setattr(preparing, "load_dataset", lambda spec: tiny)
-    with pytest.raises(DatasetError) as info:
-        prepare(SimpleNamespace(name="tiny"))  # a generator's spec has no path
-    assert str(info.value) == (
+    _raises(
+        lambda: prepare(SimpleNamespace(name="tiny")),  # a generator's spec has no path
         "dataset: 5 rows, too few to split into training, validation and test sets: "
-        "at least 10 are needed"
+        "at least 10 are needed",
     )
 
 

@@ -236,6 +236,8 @@ def test_underflow_is_the_worst_layers_median_at_or_above_half_ties_to_the_first
     assert tie.evidence.startswith(
         "amp/underflow/dense_2 = 0.7 (median"
     )  # of equal medians, the first layer
+    eight = run(**{f"dense_{i}": [0.75] * 3 for i in range(8)})  # keys come from a set: no order
+    assert dx.underflow(eight).evidence.startswith("amp/underflow/dense_0 = 0.75")
     worst = dx.underflow(run(dense_0=[0.6, 0.6, math.nan], dense_1=[0.9, 1.0, 0.8]))
     assert worst.evidence == "amp/underflow/dense_1 = 0.9 (median over epochs; trainer.loss_scale=)"
     assert worst.fix == ("trainer.loss_scale=dynamic",) and worst.severity == FAIL
@@ -465,12 +467,6 @@ def test_overfitting_needs_both_epochs_in_the_training_loss_a_fall_and_a_gap_abo
     # val/loss 0.1 above a training loss of 0: exactly the gap (0.1 - 0.0 is 0.1 in floats).
     at_gap = rows(3, train__loss=[1.0, 0.5, 0.0], val__loss=[0.5, 0.05, 0.1])
     assert dx.overfitting(facts(at_gap)) is None
-
-
-def test_the_worst_underflowing_layer_of_ties_is_the_first_in_network_order():
-    layers = [f"dense_{i}" for i in range(8)]  # stored in a set: the order is not given
-    history = rows(3, **{underflow_key(layer): 0.75 for layer in layers})
-    assert dx.underflow(facts(history)).evidence.startswith("amp/underflow/dense_0 = 0.75")
 
 
 def test_the_verdict_lists_every_finding_by_severity_and_title():
